@@ -1,0 +1,146 @@
+"""The `dlgrade` command line: parses arguments and forwards to one pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dlgrade import __version__
+from dlgrade.errors import ConfigError
+
+
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    return Console(stderr=False, highlight=False)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from dlgrade.config import load_assignment
+    from dlgrade.release import build_release
+
+    rel = build_release(load_assignment(args.assignment), Path(args.out))
+    print(f"Released {len(rel.files)} files to {rel.folder} and {rel.zip}")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from dlgrade.config import load_assignment
+    from dlgrade.grade import GradeOptions, grade_batch
+    from dlgrade.intake import find_submissions
+
+    cfg = load_assignment(args.assignment).with_limits(memory_mb=args.memory_mb, call_timeout_s=args.call_timeout,
+                                                       submission_timeout_s=args.submission_timeout)
+    out = Path(args.out)
+    opts = GradeOptions(sandbox=args.sandbox, seed=args.seed, jobs=args.jobs, force=args.force)
+    total = len(find_submissions(Path(args.path), cfg))
+    console = _console()
+    with Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), console=console, transient=True,
+                  disable=not sys.stdout.isatty()) as bar:
+        task = bar.add_task("", total=total)
+
+        def progress(student: str, score: float, max_score: float) -> None:
+            bar.update(task, advance=1, description=f"{student}: {score:g}/{max_score:g}")
+
+        batch = grade_batch(cfg, Path(args.path), out, opts, progress)
+    table = Table(title=f"{cfg.id} (seed {batch.seed})")
+    for col in ("student", "score", "max", *cfg.parts, "status"):
+        table.add_column(col)
+    for row in batch.rows:
+        parts = row["parts"]
+        assert isinstance(parts, dict)
+        table.add_row(str(row["student"]), f"{row['score']:g}", f"{row['max_score']:g}",
+                      *(f"{parts.get(p, 0):g}" for p in cfg.parts), str(row["status"]))
+    console.print(table)
+    skipped = f", {len(batch.skipped)} already complete (use --force to regrade)" if batch.skipped else ""
+    print(f"Graded {len(batch.graded)} submission(s) in {batch.seconds:.1f} s{skipped}; "
+          f"results in {out}/<student>/results.json, grades in {batch.csv}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from dlgrade.config import load_assignment
+    from dlgrade.validate import validate
+
+    cfg = load_assignment(args.assignment)
+    out = Path(args.out) / cfg.id / "validate"
+    cases = validate(cfg, out, sandbox=args.sandbox, seed=args.seed, only=args.only)
+    table = Table(title=f"validate {cfg.id}")
+    for col in ("case", "expected", "score", "ok", "detail"):
+        table.add_column(col)
+    for c in cases:
+        table.add_row(c.name, c.expectation, f"{c.score:g}/{c.max_score:g}", "yes" if c.ok else "NO", c.detail)
+    _console().print(table)
+    bad = [c.name for c in cases if not c.ok]
+    print(f"{len(cases) - len(bad)}/{len(cases)} expectations hold; details in {out}"
+          + (f"; failing: {', '.join(bad)}" if bad else ""))
+    return 1 if bad else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    folder = Path(args.folder).resolve()
+    tests = folder / "public_tests"
+    if not tests.is_dir():
+        print(f"{folder} has no public_tests/ folder: run `dlgrade check` inside your assignment folder", file=sys.stderr)
+        return 2
+    cmd = [sys.executable, "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider", *args.pytest_args]
+    return subprocess.call(cmd, cwd=folder, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dlgrade", description="Autograder for deep-learning homework.")
+    p.add_argument("--version", action="version", version=f"dlgrade {__version__}")
+    sp = p.add_subparsers(dest="command", required=True)
+
+    r = sp.add_parser("release", help="build the student release (skeleton, public tests, handout, zip)")
+    r.add_argument("assignment")
+    r.add_argument("--out", default="dist")
+    r.set_defaults(func=cmd_release)
+
+    g = sp.add_parser("grade", help="grade one submission or a folder of submissions")
+    g.add_argument("assignment")
+    g.add_argument("path", help="a submission (folder or zip) or a folder with one entry per student")
+    g.add_argument("--sandbox", choices=["process", "inprocess"], default="process")
+    g.add_argument("--out", default="dist/results")
+    g.add_argument("--seed", type=int, default=None, help="input seed (default: a fresh one, recorded in the results)")
+    g.add_argument("-j", "--jobs", type=int, default=1)
+    g.add_argument("--force", action=argparse.BooleanOptionalAction, default=True,
+                   help="regrade students whose results are complete (default); --no-force skips them")
+    g.add_argument("--memory-mb", type=int, default=None)
+    g.add_argument("--call-timeout", type=float, default=None)
+    g.add_argument("--submission-timeout", type=float, default=None)
+    g.set_defaults(func=cmd_grade)
+
+    v = sp.add_parser("validate", help="reference = full marks, skeleton = 0, every catalogued bug loses points")
+    v.add_argument("assignment")
+    v.add_argument("--sandbox", choices=["process", "inprocess"], default="process")
+    v.add_argument("--out", default="dist")
+    v.add_argument("--seed", type=int, default=None)
+    v.add_argument("--only", nargs="*", default=None, help="case names (reference, skeleton, or bug names)")
+    v.set_defaults(func=cmd_validate)
+
+    c = sp.add_parser("check", help="run the public tests in a student release folder")
+    c.add_argument("folder", nargs="?", default=".")
+    c.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    c.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"dlgrade: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dlgrade: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,184 @@
+"""Grade: one submission or a whole class, always ending in a valid results file per student."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import secrets
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from dlgrade import intake, static_check
+from dlgrade.config import AssignmentConfig
+from dlgrade.harness.plugin import GradingContext, Reference, run_suite
+from dlgrade.harness.remote import Submission
+from dlgrade.release import support_files
+from dlgrade.results import SubmissionResult, TestResult, read_results, summary_row, write_grades_csv, write_results
+from dlgrade.sandbox import Backend, WorkerSpec, get_backend
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    sandbox: str = "process"
+    seed: int | None = None
+    jobs: int = 1
+    force: bool = True
+    device: str = "cpu"
+
+
+def new_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def _spec(cfg: AssignmentConfig, files: dict[str, bytes], out_dir: Path, device: str) -> WorkerSpec:
+    lim = cfg.limits
+    return WorkerSpec(
+        files={**support_files(cfg), **files}, modules=cfg.modules,
+        forbidden=tuple(sorted({f.api for f in cfg.forbidden})), memory_mb=lim.memory_mb, processes=lim.processes,
+        file_size_mb=lim.file_size_mb, cpu_seconds=int(lim.submission_timeout_s * lim.cpus) + 60, threads=lim.cpus,
+        device=device, hide=tuple(str(p) for p in (cfg.root / "graders", cfg.root / "reference_solutions", out_dir.resolve())))
+
+
+def _summary(student: str, score: float, max_score: float, seed: int, problems: tuple[str, ...], stdout: str) -> str:
+    lines = [f"{student}: {score:g} / {max_score:g} points (input seed {seed})."]
+    lines += [f"- {p}" for p in problems]
+    if stdout.strip():
+        lines.append("Your code printed output while being graded; it was ignored for grading.")
+    return "\n".join(lines)
+
+
+def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, out_root: Path) -> SubmissionResult:
+    """Grade one submission and write ``out_root/<student>/results.json``. Never raises for student faults."""
+    started = time.monotonic()
+    student = intake.student_id(path)
+    out_dir = out_root / student
+    sub: Submission | None = None
+    try:
+        files = intake.read_submission(path, cfg)
+        violations = static_check.check_files(files.files, list(cfg.forbidden))
+        sub = Submission(backend, _spec(cfg, files.files, out_root, "cpu"), cfg.limits.call_timeout_s,
+                         cfg.limits.submission_timeout_s, recipe_source=_recipe_reader(cfg))
+        ctx = GradingContext(cfg=cfg, sub=sub, seed=seed, reference=_reference(cfg), violations=violations)
+        run_suite(ctx)
+        stdout = sub.stdout()
+        problems = files.problems + tuple(v.message() for v in violations)
+        problems += tuple(f"Run-time use of a forbidden API: {a}" for a in sorted(sub.forbidden_used))
+        tests = tuple(ctx.results)
+        errors = tuple(ctx.grader_log)
+        if not tests:
+            errors += ("the hidden suite produced no results",)
+        score = sum(t.score for t in tests)
+        result = SubmissionResult(student=student, assignment=cfg.id, seed=seed, tests=tests,
+                                  execution_time=time.monotonic() - started,
+                                  output=_summary(student, score, sum(t.max_score for t in tests), seed, problems, stdout),
+                                  warnings=tuple(sub.warnings), grader_errors=errors, stdout=stdout)
+    except Exception:  # the platform broke: still leave a valid, fail-closed results file
+        result = SubmissionResult(student=student, assignment=cfg.id, seed=seed,
+                                  tests=(TestResult("Grading", "1", 0.0, 0.0, "failed", "The autograder failed on this "
+                                                    "submission; your instructor has been notified.", "visible", "", "grading"),),
+                                  execution_time=time.monotonic() - started, output="The autograder failed; no score was given.",
+                                  grader_errors=(traceback.format_exc(),))
+    finally:
+        if sub is not None:
+            sub.close()
+    write_results(result, out_dir)
+    if result.grader_errors:
+        (out_dir / "grader.log").write_text("\n\n".join(result.grader_errors))
+    return result
+
+
+_REFERENCES: dict[str, Reference] = {}
+
+
+def _reference(cfg: AssignmentConfig) -> Reference:
+    """One reference per assignment and process: its outputs are reused across students."""
+    if cfg.id not in _REFERENCES:
+        _REFERENCES[cfg.id] = Reference(cfg.reference_dir, cfg.id)
+    return _REFERENCES[cfg.id]
+
+
+def _recipe_reader(cfg: AssignmentConfig) -> Callable[[], str] | None:
+    path = cfg.assignment_dir / "recipes.py"
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    return lambda: text
+
+
+def _complete(out_dir: Path) -> bool:
+    path = out_dir / "results.json"
+    try:
+        data = read_results(path)
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("tests")) and not data.get("extra_data", {}).get("grader_errors")
+
+
+# ----------------------------------------------------------------------------- batches
+
+_POOL_BACKEND: Backend | None = None
+
+
+def _pool_init(sandbox: str) -> None:
+    global _POOL_BACKEND
+    _POOL_BACKEND = get_backend(sandbox)
+
+
+def _pool_grade(cfg: AssignmentConfig, path: Path, seed: int, out_root: Path) -> tuple[str, float, float]:
+    assert _POOL_BACKEND is not None
+    r = grade_one(cfg, _POOL_BACKEND, path, seed, out_root)
+    return r.student, r.score, r.max_score
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    graded: tuple[str, ...]
+    skipped: tuple[str, ...]
+    rows: tuple[dict[str, object], ...]
+    csv: Path
+    seed: int
+    seconds: float
+
+
+def grade_batch(cfg: AssignmentConfig, path: Path, out_root: Path, opts: GradeOptions,
+                progress: Callable[[str, float, float], None] | None = None) -> BatchResult:
+    started = time.monotonic()
+    seed = opts.seed if opts.seed is not None else new_seed()
+    submissions = intake.find_submissions(path, cfg)
+    ids = [intake.student_id(p) for p in submissions]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"two submissions map to the same student id: {', '.join(dupes)}")
+    todo = [p for p in submissions if opts.force or not _complete(out_root / intake.student_id(p))]
+    skipped = tuple(intake.student_id(p) for p in submissions if p not in todo)
+    report = progress or (lambda student, score, max_score: None)
+    if opts.jobs <= 1 or len(todo) <= 1:
+        backend = get_backend(opts.sandbox)
+        try:
+            for p in todo:
+                r = grade_one(cfg, backend, p, seed, out_root)
+                report(r.student, r.score, r.max_score)
+        finally:
+            backend.shutdown()
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts.sandbox,)) as pool:
+            futures = {pool.submit(_pool_grade, cfg, p, seed, out_root): p for p in todo}
+            for fut in cf.as_completed(futures):
+                try:
+                    report(*fut.result())
+                except Exception as exc:  # a pool process died: grade that student again on its own
+                    p = futures[fut]
+                    backend = get_backend(opts.sandbox)
+                    try:
+                        r = grade_one(cfg, backend, p, seed, out_root)
+                    finally:
+                        backend.shutdown()
+                    report(r.student, r.score, r.max_score)
+                    del exc
+    rows = tuple(summary_row(read_results(out_root / sid / "results.json")) for sid in sorted(set(ids)))
+    csv_path = write_grades_csv(list(rows), cfg.parts, out_root / "grades.csv")
+    return BatchResult(tuple(intake.student_id(p) for p in todo), skipped, rows, csv_path, seed, time.monotonic() - started)

@@ -1,0 +1,96 @@
+"""Checks for hidden tests: staged, specific, and silent about expected values.
+
+Each helper validates what came back from the worker (type → shape → dtype → finiteness →
+values) and raises :class:`Feedback` naming the first thing that is wrong. When a wrong
+value matches a known mistake (``diagnoses``), the message names that mistake.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from dlgrade.errors import Feedback
+
+
+def _kind(x: Any) -> str:
+    from dlgrade.harness.remote import RemoteObject
+    if isinstance(x, RemoteObject):
+        return f"a {x.handle.type} object"
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of {len(x)} items"
+    return "None" if x is None else f"a {type(x).__name__}"
+
+
+def fail(message: str, diagnosis: str | None = None) -> None:
+    raise Feedback(message, diagnosis)
+
+
+def true(condition: bool, message: str, diagnosis: str | None = None) -> None:
+    if not condition:
+        raise Feedback(message, diagnosis)
+
+
+def tensor(x: Any, what: str, shape: Sequence[int] | None = None, dtype: str | None = None, finite: bool = True) -> torch.Tensor:
+    """``x`` must be a tensor (of this shape / dtype kind, with finite values)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool) and shape in (None, ()):
+        x = torch.tensor(float(x))
+    if not isinstance(x, torch.Tensor):
+        raise Feedback(f"{what} should be a tensor, but your code returned {_kind(x)}")
+    if shape is not None:
+        expect_shape(x, shape, what)
+    if dtype == "float" and not x.is_floating_point():
+        raise Feedback(f"{what} should be a floating-point tensor, got {str(x.dtype).replace('torch.', '')}")
+    if dtype in ("int", "long") and (x.is_floating_point() or x.dtype == torch.bool):
+        raise Feedback(f"{what} should be an integer tensor, got {str(x.dtype).replace('torch.', '')}")
+    if finite and x.is_floating_point():
+        if torch.isnan(x).any():
+            raise Feedback(f"{what} contains NaN values", "NaN in the output")
+        if torch.isinf(x).any():
+            raise Feedback(f"{what} contains infinite values", "inf in the output")
+    return x
+
+
+def expect_shape(x: torch.Tensor, shape: Sequence[int], what: str) -> None:
+    want = tuple(int(s) for s in shape)
+    if tuple(x.shape) != want:
+        raise Feedback(f"{what} has shape {tuple(x.shape)}, expected {want}")
+
+
+shape = expect_shape
+
+
+def close(actual: Any, expected: torch.Tensor, what: str, atol: float = 1e-5, rtol: float = 1e-4,
+          diagnoses: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """``actual`` must match the reference ``expected``; the message never shows ``expected``."""
+    x = tensor(actual, what, shape=tuple(expected.shape))
+    got, want = x.double(), expected.detach().double()
+    if torch.allclose(got, want, atol=atol, rtol=rtol):
+        return x
+    for name, alt in (diagnoses or {}).items():
+        if tuple(alt.shape) == tuple(x.shape) and torch.allclose(got, alt.detach().double(), atol=atol, rtol=rtol):
+            raise Feedback(f"{what} is wrong: {name}", name)
+    bad = ~torch.isclose(got, want, atol=atol, rtol=rtol)
+    frac = float(bad.double().mean())
+    err = float((got - want).abs().max())
+    raise Feedback(f"{what} does not match the expected values: {frac:.0%} of the entries differ "
+                   f"(largest absolute difference {err:.3g}, tolerance {atol:g} + {rtol:g}·|value|)")
+
+
+def scalar(x: Any, what: str) -> float:
+    """A real number (a Python number or a tensor with one element)."""
+    if isinstance(x, torch.Tensor) and x.numel() == 1:
+        x = float(x.reshape(()).double())
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise Feedback(f"{what} should be a number or a one-element tensor, but your code returned {_kind(x)}")
+    value = float(x)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise Feedback(f"{what} is not finite ({value})", "NaN in the output")
+    return value
+
+
+def pair(x: Any, what: str) -> tuple[Any, Any]:
+    if not isinstance(x, (tuple, list)) or len(x) != 2:
+        raise Feedback(f"{what} should be a pair (tuple of 2), but your code returned {_kind(x)}")
+    return x[0], x[1]

@@ -1,0 +1,123 @@
+"""Release: the student folder and a reproducible zip, generated from the reference.
+
+Solution regions (``# BEGIN SOLUTION`` … ``# END SOLUTION``) become a TODO comment and a stub
+statement; everything else is given code and is released verbatim. Zips have sorted entries
+and fixed timestamps, so two builds of the same tree are byte-identical.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlgrade.config import AssignmentConfig
+
+_BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?:\s+stub:\s*(?P<stub>.+))?\s*$")
+_END = re.compile(r"^\s*# END SOLUTION\s*$")
+_DEF = re.compile(r"^\s*def\s+(\w+)")
+ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+
+
+class MarkerError(ValueError):
+    pass
+
+
+def strip_solutions(text: str, filename: str = "<file>") -> str:
+    """The skeleton of a reference file."""
+    out: list[str] = []
+    in_region = False
+    current_def = "this function"
+    for lineno, line in enumerate(text.splitlines(keepends=True), 1):
+        begin, end = _BEGIN.match(line), _END.match(line)
+        if begin:
+            if in_region:
+                raise MarkerError(f"{filename}:{lineno}: BEGIN SOLUTION inside another region")
+            in_region = True
+            indent = begin.group("indent")
+            stub = begin.group("stub") or f'raise NotImplementedError("{current_def}: your code here")'
+            out.append(f"{indent}# TODO: your code here\n{indent}{stub}\n")
+            continue
+        if end:
+            if not in_region:
+                raise MarkerError(f"{filename}:{lineno}: END SOLUTION without BEGIN")
+            in_region = False
+            continue
+        if not in_region:
+            m = _DEF.match(line)
+            if m:
+                current_def = m.group(1)
+            out.append(line)
+    if in_region:
+        raise MarkerError(f"{filename}: a solution region is not closed")
+    return "".join(out)
+
+
+def keep_solutions(text: str) -> str:
+    """The reference with the markers removed (what a perfect student would submit)."""
+    return "".join(line for line in text.splitlines(keepends=True) if not (_BEGIN.match(line) or _END.match(line)))
+
+
+def skeleton_files(cfg: AssignmentConfig) -> dict[str, bytes]:
+    """Every released reference file, stripped."""
+    out = {}
+    for rel in cfg.release:
+        path = cfg.reference_dir / rel
+        text = path.read_text()
+        out[rel] = (strip_solutions(text, rel) if rel.endswith(".py") else text).encode()
+    return out
+
+
+def support_files(cfg: AssignmentConfig) -> dict[str, bytes]:
+    """Given files the worker places beside a submission (released files a student does not submit)."""
+    return {rel: data for rel, data in skeleton_files(cfg).items() if rel not in cfg.submit}
+
+
+def reference_submission(cfg: AssignmentConfig) -> dict[str, bytes]:
+    return {rel: keep_solutions((cfg.reference_dir / rel).read_text()).encode() for rel in cfg.submit}
+
+
+def _public_files(cfg: AssignmentConfig) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    adir = cfg.assignment_dir
+    for name in ("handout.md", "requirements.txt", "recipes.py", "datagen.py"):
+        if (adir / name).is_file():
+            out[name] = (adir / name).read_bytes()
+    tests = adir / "public_tests"
+    for p in sorted(tests.rglob("*")) if tests.is_dir() else []:
+        if p.is_file() and "__pycache__" not in p.parts:
+            out[f"public_tests/{p.relative_to(tests).as_posix()}"] = p.read_bytes()
+    return out
+
+
+def write_zip(files: dict[str, bytes], path: Path, prefix: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel in sorted(files):
+            info = zipfile.ZipInfo(prefix + rel, date_time=ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[rel])
+    return path
+
+
+@dataclass(frozen=True)
+class Release:
+    folder: Path
+    zip: Path
+    files: tuple[str, ...]
+
+
+def build_release(cfg: AssignmentConfig, out: Path) -> Release:
+    files = {**skeleton_files(cfg), **_public_files(cfg)}
+    folder = out / cfg.id / "student"
+    if folder.exists():
+        shutil.rmtree(folder)
+    for rel, data in files.items():
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    zpath = write_zip(files, out / cfg.id / "student.zip", prefix=f"{cfg.id}/")
+    return Release(folder, zpath, tuple(sorted(files)))

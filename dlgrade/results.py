@@ -1,0 +1,124 @@
+"""Results: frozen records, Gradescope's results.json, and the class grades.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_TEST_OUTPUT = 8_000      # characters per test shown to the student
+MAX_TOP_OUTPUT = 20_000
+
+
+@dataclass(frozen=True)
+class TestResult:
+    name: str
+    number: str
+    score: float
+    max_score: float
+    status: str                  # "passed" | "failed"
+    output: str
+    visibility: str
+    part: str
+    nodeid: str
+    diagnosis: str | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    student: str
+    assignment: str
+    seed: int
+    tests: tuple[TestResult, ...]
+    execution_time: float
+    output: str
+    warnings: tuple[str, ...] = ()
+    grader_errors: tuple[str, ...] = ()
+    stdout: str = ""
+
+    @property
+    def score(self) -> float:
+        return round(sum(t.score for t in self.tests), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(t.max_score for t in self.tests), 4)
+
+    def part_scores(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for t in self.tests:
+            out[t.part] = round(out.get(t.part, 0.0) + t.score, 4)
+        return out
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n[... truncated ...]"
+
+
+def to_gradescope(result: SubmissionResult) -> dict[str, Any]:
+    """Gradescope's results.json (https://gradescope-autograders.readthedocs.io/en/latest/specs/)."""
+    tests = [{"name": t.name, "number": t.number, "score": t.score, "max_score": t.max_score, "status": t.status,
+              "output": _clip(t.output, MAX_TEST_OUTPUT), "visibility": t.visibility,
+              **({"tags": [t.part]} if t.part else {})} for t in result.tests]
+    return {
+        "score": result.score,
+        "execution_time": round(result.execution_time, 3),
+        "output": _clip(result.output, MAX_TOP_OUTPUT),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+        "extra_data": {"seed": result.seed, "assignment": result.assignment, "student": result.student,
+                       "max_score": result.max_score, "warnings": list(result.warnings),
+                       "grader_errors": list(result.grader_errors),
+                       "diagnoses": sorted({t.diagnosis for t in result.tests if t.diagnosis}),
+                       "tests": [asdict(t) for t in result.tests]},
+    }
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def write_results(result: SubmissionResult, out_dir: Path) -> Path:
+    path = out_dir / "results.json"
+    write_json_atomic(path, to_gradescope(result))
+    if result.stdout:
+        (out_dir / "student_output.txt").write_text(result.stdout)
+    return path
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def write_grades_csv(rows: list[dict[str, Any]], parts: dict[str, str], path: Path) -> Path:
+    """One row per student: id, total, max, one column per part, then status."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student_id", "total", "max_score", *parts, "seed", "status"])
+        for row in sorted(rows, key=lambda r: r["student"]):
+            w.writerow([row["student"], row["score"], row["max_score"], *(row["parts"].get(p, 0.0) for p in parts),
+                        row["seed"], row["status"]])
+    return path
+
+
+def summary_row(data: dict[str, Any]) -> dict[str, Any]:
+    """The grades.csv row for a written results.json."""
+    extra = data.get("extra_data", {})
+    parts: dict[str, float] = {}
+    for t in data.get("tests", []):
+        for tag in t.get("tags", []):
+            parts[tag] = round(parts.get(tag, 0.0) + float(t["score"]), 4)
+    status = "graded" if not extra.get("grader_errors") else "grader error"
+    return {"student": extra.get("student", "?"), "score": data["score"], "max_score": extra.get("max_score", 0.0),
+            "parts": parts, "seed": extra.get("seed", ""), "status": status}

@@ -1,0 +1,59 @@
+"""Sandbox backends: where the worker runs and how it is reached.
+
+Each backend starts a :class:`Worker` for a :class:`WorkerSpec`. A worker answers requests
+(see ``dlgrade.worker.dispatch``) and enforces time limits from outside: a request that
+does not come back in time kills the worker and raises ``LimitExceeded``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    files: dict[str, bytes]              # relative path -> content (submission + given support files)
+    modules: tuple[str, ...]             # importable submission modules
+    forbidden: tuple[str, ...] = ()
+    memory_mb: int = 2048
+    processes: int = 64
+    file_size_mb: int = 64
+    cpu_seconds: int = 3600
+    threads: int = 1
+    device: str = "cpu"
+    hide: tuple[str, ...] = ()           # paths the worker must not see
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        return {"modules": list(self.modules), "forbidden": list(self.forbidden), "memory_mb": self.memory_mb,
+                "processes": self.processes, "file_size_mb": self.file_size_mb, "cpu_seconds": self.cpu_seconds,
+                "threads": self.threads, "device": self.device, "hide": list(self.hide), **self.extra}
+
+
+class Worker(Protocol):
+    info: dict[str, Any]
+
+    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]: ...
+
+    def output(self, limit: int = 20_000) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self, spec: WorkerSpec, timeout: float = 60.0) -> Worker: ...
+
+    def shutdown(self) -> None: ...
+
+
+def get_backend(name: str) -> Backend:
+    if name == "process":
+        from dlgrade.sandbox.process import ProcessBackend
+        return ProcessBackend()
+    if name == "inprocess":
+        from dlgrade.sandbox.inprocess import InProcessBackend
+        return InProcessBackend()
+    raise ValueError(f"unknown sandbox {name!r} (choose process or inprocess)")

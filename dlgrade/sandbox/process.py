@@ -1,0 +1,155 @@
+"""The `process` backend: workers forked from a pre-imported zygote, confined before use.
+
+The zygote is started once per backend (per batch process) and never sees grader state.
+Each worker gets its own stream socket for the protocol and its own output file for
+whatever the student's code prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO, Any
+
+import torch
+
+from dlgrade.errors import BadAnswer, LimitExceeded, WorkerCrashed
+from dlgrade.protocol import Channel, PeerClosed, ProtocolError, RecvTimeout
+from dlgrade.sandbox import WorkerSpec
+
+
+def describe_status(status: int | None) -> str:
+    if status is None:
+        return "the worker stopped answering"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        hint = {"SIGKILL": " (killed: often the memory limit)", "SIGXCPU": " (CPU time limit)",
+                "SIGXFSZ": " (file size limit)", "SIGSEGV": " (segmentation fault)"}.get(name, "")
+        return f"the worker was killed by {name}{hint}"
+    code = os.WEXITSTATUS(status)
+    return f"the worker process exited with code {code} (does your code call sys.exit or os._exit?)"
+
+
+class ProcessWorker:
+    def __init__(self, backend: ProcessBackend, pid: int, channel: Channel, out: IO[bytes]) -> None:
+        self.backend = backend
+        self.pid = pid
+        self.channel = channel
+        self.out = out
+        self.info: dict[str, Any] = {}
+        self.alive = True
+
+    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if not self.alive:
+            raise WorkerCrashed("the worker is no longer running")
+        try:
+            self.channel.send(message)
+            return self.channel.recv(time.monotonic() + timeout)
+        except RecvTimeout:
+            self.kill()
+            raise LimitExceeded(f"no answer within the time limit of {timeout:g} s (an infinite loop, or far too slow)") from None
+        except PeerClosed:
+            status = self.backend.wait(self.pid)
+            self.alive = False
+            self.channel.close()
+            raise WorkerCrashed(describe_status(status)) from None
+        except ProtocolError as exc:
+            self.kill()
+            raise BadAnswer(f"the worker sent a malformed answer ({exc})") from None
+
+    def output(self, limit: int = 20_000) -> str:
+        try:
+            data = os.pread(self.out.fileno(), limit + 1, 0)
+        except OSError:
+            return ""
+        text = data[:limit].decode("utf-8", "replace")
+        return text + ("\n[... output truncated ...]" if len(data) > limit else "")
+
+    def kill(self) -> None:
+        if self.alive:
+            self.alive = False
+            for send in (os.killpg, os.kill):
+                try:
+                    send(self.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self.backend.wait(self.pid)
+        self.channel.close()
+
+    def close(self) -> None:
+        self.kill()
+        self.out.close()
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self) -> None:
+        self._zygote: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+
+    def _control_socket(self) -> socket.socket:
+        if self._zygote is not None and self._zygote.poll() is None and self._control is not None:
+            return self._control
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DLGRADE_")}
+        env.update({"MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1",
+                    "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-m", "dlgrade.worker.zygote", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env, cwd="/")
+        theirs.close()
+        self._control = ours
+        return ours
+
+    def _ask(self, request: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+        control = self._control_socket()
+        data = json.dumps(request).encode()
+        if fds:
+            socket.send_fds(control, [data], fds)
+        else:
+            control.send(data)
+        reply = control.recv(65536)
+        if not reply:
+            raise WorkerCrashed("the sandbox's zygote process died")
+        result: dict[str, Any] = json.loads(reply)
+        return result
+
+    def wait(self, pid: int) -> int | None:
+        try:
+            return self._ask({"op": "wait", "pid": pid, "timeout": 5.0}).get("status")
+        except (OSError, WorkerCrashed):
+            return None
+
+    def start(self, spec: WorkerSpec, timeout: float = 60.0) -> ProcessWorker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out = tempfile.TemporaryFile()
+        try:
+            pid = int(self._ask({"op": "spawn"}, [theirs.fileno(), out.fileno()])["pid"])
+        finally:
+            theirs.close()
+        worker = ProcessWorker(self, pid, Channel(ours), out)
+        files = {k: torch.frombuffer(bytearray(v), dtype=torch.uint8) if v else torch.empty(0, dtype=torch.uint8)
+                 for k, v in spec.files.items()}
+        reply = worker.request({"op": "hello", "config": spec.config(), "files": files}, timeout)
+        if not reply.get("ok"):
+            worker.close()
+            raise WorkerCrashed(f"the worker failed to start: {reply.get('error')}")
+        worker.info = reply.get("value", {})
+        return worker
+
+    def shutdown(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._zygote is not None:
+            self._zygote.kill()
+            self._zygote.wait()
+            self._zygote = None

@@ -1,0 +1,166 @@
+"""Confining a freshly forked worker before any student code runs.
+
+As root (Gradescope, CI, an instructor's server): new mount and network namespaces, a private
+tmpfs for /tmp holding the submission, tmpfs over every hidden path (hidden tests, reference
+solutions, results), rlimits, no new privileges, then the unprivileged uid. Without root the
+same steps that need no privilege still run (rlimits, private work dir, clean environment) and
+the worker reports which protections it could not apply.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import sys
+import tempfile
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_RDONLY = 1
+PR_SET_NO_NEW_PRIVS = 38
+NOBODY = 65534
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount_tmpfs(target: str, options: str, flags: int = MS_NOSUID | MS_NODEV) -> None:
+    _check(_libc.mount(b"tmpfs", target.encode(), b"tmpfs", flags, options.encode()), f"mount tmpfs on {target}")
+
+
+MS_BIND = 4096
+
+
+def _expose(paths: list[str]) -> None:
+    """Let the unprivileged uid reach the interpreter's own files.
+
+    A directory on the way to the Python installation that others cannot enter (for
+    example /root when Python lives in /root/.pyenv) is covered, in this mount namespace
+    only, by an empty tmpfs into which just the needed child is bind-mounted back.
+    """
+    needs: dict[str, set[str]] = {}
+    for p in paths:
+        real = os.path.realpath(p)
+        if not os.path.exists(real):
+            continue
+        parts = real.split("/")[1:]
+        for i in range(1, len(parts)):
+            d = "/" + "/".join(parts[:i])
+            if not os.stat(d).st_mode & 0o001:
+                needs.setdefault(d, set()).add(parts[i])
+    for d in sorted(needs, key=len):
+        fds = {c: os.open(os.path.join(d, c), os.O_PATH) for c in sorted(needs[d])}
+        _mount_tmpfs(d, "size=1m,mode=755")
+        for c, fd in fds.items():
+            target = os.path.join(d, c)
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.mkdir(target)
+            else:
+                open(target, "w").close()
+            _check(_libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, MS_BIND | MS_REC, None), f"bind {target}")
+            os.close(fd)
+
+
+def _vm_size_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _write_files(root: str, files: dict[str, bytes], uid: int | None) -> None:
+    for rel, data in sorted(files.items()):
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    if uid is not None:
+        for dirpath, dirnames, filenames in os.walk(root):
+            os.chown(dirpath, uid, uid)
+            for name in filenames:
+                os.chown(os.path.join(dirpath, name), uid, uid)
+
+
+def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str]]:
+    """Apply the sandbox to this process; returns (submission dir, warnings)."""
+    warnings: list[str] = []
+    os.setsid()
+    privileged = os.geteuid() == 0 and cfg.get("isolate", True)
+    isolated = False
+    if privileged:
+        try:
+            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
+            _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+            isolated = True
+        except OSError as exc:
+            warnings.append(f"no mount/network namespace ({exc}); relying on file permissions")
+    elif cfg.get("isolate", True):
+        warnings.append("not running as root: no separate uid, network namespace or hidden paths")
+
+    mb = 1024 * 1024
+    if isolated:
+        for path in cfg.get("hide", []):
+            if os.path.isdir(path):
+                try:
+                    _mount_tmpfs(path, "size=1m,mode=000", MS_NOSUID | MS_NODEV | MS_RDONLY)
+                except OSError as exc:
+                    warnings.append(str(exc))
+        try:
+            _expose([sys.prefix, sys.base_prefix, sys.executable, *[p for p in sys.path if p]])
+        except OSError as exc:
+            warnings.append(f"could not expose the Python installation: {exc}")
+        _mount_tmpfs("/tmp", f"size={int(cfg.get('tmp_mb', 512))}m,mode=1777")
+        if os.path.isdir("/dev/shm"):
+            _mount_tmpfs("/dev/shm", "size=64m,mode=1777")
+        work = "/tmp/work"
+        os.mkdir(work, 0o700)
+    else:
+        work = tempfile.mkdtemp(prefix="dlgrade-worker-")
+    sub = os.path.join(work, "submission")
+    os.mkdir(sub)
+    uid = NOBODY if privileged else None
+    _write_files(sub, files, uid)
+    if uid is not None:
+        os.chown(work, uid, uid)
+
+    base = _vm_size_bytes()
+    limits = {
+        resource.RLIMIT_AS: base + int(cfg.get("memory_mb", 2048)) * mb,
+        resource.RLIMIT_FSIZE: int(cfg.get("file_size_mb", 64)) * mb,
+        resource.RLIMIT_NOFILE: 256,
+        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_CPU: int(cfg.get("cpu_seconds", 3600)),
+    }
+    if privileged:
+        limits[resource.RLIMIT_NPROC] = int(cfg.get("processes", 64))
+    for which, value in limits.items():
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError) as exc:
+            warnings.append(f"rlimit {which}: {exc}")
+
+    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if privileged:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+    keep = {k: os.environ[k] for k in ("LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES") if k in os.environ}
+    os.environ.clear()
+    os.environ.update(keep)
+    threads = str(int(cfg.get("threads", 1)))
+    os.environ.update({"HOME": work, "TMPDIR": work, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    os.chdir(work)
+    tempfile.tempdir = work
+    return sub, warnings

@@ -1,0 +1,94 @@
+"""The zygote: a clean process with torch imported that forks one worker per request.
+
+It holds no grader state (it never imports the trusted side), so a fork of it gives the
+student a fresh interpreter with `import torch` already paid. Control messages are small
+JSON datagrams on a SOCK_SEQPACKET socket; the worker's channel and output file arrive as
+file descriptors (SCM_RIGHTS).
+
+Requests: {"op": "spawn"} + fds [channel, output] -> {"pid": n};
+          {"op": "wait", "pid": n, "timeout": s} -> {"status": wait status or null}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+import numpy  # noqa: F401  (pre-import for the workers)
+import torch  # noqa: F401
+
+from dlgrade.worker import main as worker_main
+
+_statuses: dict[int, int] = {}
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _statuses[pid] = status
+
+
+def _wait(pid: int, timeout: float) -> int | None:
+    end = time.monotonic() + timeout
+    while True:
+        _reap()
+        if pid in _statuses:
+            return _statuses.pop(pid)
+        if time.monotonic() >= end:
+            return None
+        time.sleep(0.005)
+
+
+def _child(control: socket.socket, channel_fd: int, output_fd: int) -> None:
+    control.close()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    code = 0
+    try:
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        worker_main.run(socket.socket(fileno=channel_fd))
+    except BaseException:  # the worker's own failure: reported through the exit code
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def serve(control: socket.socket) -> None:
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(control, 65536, 4)
+        except OSError:
+            return
+        if not data:
+            return
+        request = json.loads(data)
+        if request.get("op") == "spawn":
+            pid = os.fork()
+            if pid == 0:
+                _child(control, fds[0], fds[1])
+            for fd in fds:
+                os.close(fd)
+            control.send(json.dumps({"pid": pid}).encode())
+        elif request.get("op") == "wait":
+            status = _wait(int(request["pid"]), float(request.get("timeout", 5.0)))
+            control.send(json.dumps({"status": status}).encode())
+        else:
+            control.send(json.dumps({"error": "unknown op"}).encode())
+        _reap()
+
+
+if __name__ == "__main__":
+    serve(socket.socket(fileno=int(sys.argv[1])))
