@@ -7,9 +7,9 @@ import multiprocessing
 import secrets
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from dlgrade import intake, static_check
 from dlgrade.config import AssignmentConfig

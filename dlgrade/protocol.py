@@ -221,7 +221,7 @@ class Channel:
                 self.sock.settimeout(None)
             try:
                 chunk = self.sock.recv(min(n - len(chunks), 1 << 20))
-            except socket.timeout:
+            except TimeoutError:
                 raise RecvTimeout("deadline passed") from None
             except (ConnectionResetError, OSError) as exc:
                 raise PeerClosed(str(exc)) from None

@@ -111,7 +111,9 @@ def validate(cfg: AssignmentConfig, out: Path, sandbox: str = "process", seed: i
                 assert bug is not None
                 not_failed = [t for t in bug.fails if t not in failed]
                 ok = r.score < r.max_score and not not_failed
-                detail = f"caught by {len(failed)} tests" + (f"; expected to fail but passed: {', '.join(not_failed)}" if not_failed else "")
+                detail = f"caught by {len(failed)} tests"
+                if not_failed:
+                    detail += f"; expected to fail but passed: {', '.join(not_failed)}"
             out_cases.append(Case(name, expectation, r.score, r.max_score, ok, detail))
     finally:
         backend.shutdown()

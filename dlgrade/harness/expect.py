@@ -7,7 +7,8 @@ value matches a known mistake (``diagnoses``), the message names that mistake.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

@@ -8,14 +8,14 @@ Fixtures: ``sub``, ``ref``, ``gen``, ``seed``, ``config``. Every test ends as ex
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import sys
 import time
 import traceback
 import types
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import pytest
 import torch
@@ -23,6 +23,7 @@ import torch
 from dlgrade.config import AssignmentConfig
 from dlgrade.errors import Feedback, ForbiddenAPIError, GradingError
 from dlgrade.harness.remote import Submission
+from dlgrade.markers import keep_solutions
 from dlgrade.results import TestResult
 from dlgrade.static_check import Violation
 
@@ -45,7 +46,6 @@ class Reference:
 
     def module(self, name: str) -> types.ModuleType:
         if name not in self._modules:
-            from dlgrade.release import keep_solutions
             path = self.directory / f"{name}.py"
             private = f"_dlgrade_ref_{self.assignment}_{name}"
             mod = types.ModuleType(private)
@@ -210,11 +210,3 @@ def run_suite(ctx: GradingContext, extra_args: list[str] | None = None) -> int:
     if code not in (0, 1):
         ctx.grader_log.append(f"pytest exited with {code}:\n{log.getvalue()[-5000:]}")
     return code
-
-
-def load_module_from(path: Path, name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod

@@ -87,7 +87,7 @@ def _write_files(root: str, files: dict[str, bytes], uid: int | None) -> None:
         with open(path, "wb") as f:
             f.write(data)
     if uid is not None:
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, _dirs, filenames in os.walk(root):
             os.chown(dirpath, uid, uid)
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), uid, uid)

@@ -280,7 +280,7 @@ class Dispatcher:
         if len(params) != len(tensors):
             raise RequestError("request", f"{len(tensors)} tensors for {len(params)} parameters")
         with torch.no_grad():
-            for p, t in zip(params, tensors):
+            for p, t in zip(params, tensors, strict=True):
                 p.copy_(t.to(p.device, p.dtype))
         return None
 

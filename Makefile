@@ -1,0 +1,48 @@
+# dlgrade — `make demo` and `make test` are the two commands a new machine needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.dlgrade-installed
+ASSIGNMENT ?= lstm_lm_vit
+SUBMISSIONS ?= dist/demo/submissions
+OUT    ?= dist/results
+
+.PHONY: setup test lint demo release grade validate bench clean
+
+setup: $(STAMP)
+
+# Re-installs only when the dependency list changes; torch is pinned (2.13.0, CPU build offline).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+lint: setup
+	$(BIN)/ruff check dlgrade graders reference_solutions assignments tests scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -q --durations=15
+
+release: setup
+	$(BIN)/dlgrade release $(ASSIGNMENT) --out dist
+
+validate: setup
+	$(BIN)/dlgrade validate $(ASSIGNMENT) --out dist
+
+grade: setup
+	$(BIN)/dlgrade grade $(ASSIGNMENT) $(SUBMISSIONS) --out $(OUT)
+
+demo: setup
+	$(BIN)/dlgrade release $(ASSIGNMENT) --out dist
+	$(BIN)/python scripts/demo_submissions.py $(ASSIGNMENT) dist/demo/submissions
+	$(BIN)/dlgrade grade $(ASSIGNMENT) dist/demo/submissions --out dist/demo/results -j 2 --seed 2026
+	@echo "Demo done: student release in dist/$(ASSIGNMENT)/student.zip, results in dist/demo/results/<student>/results.json, grades in dist/demo/results/grades.csv"
+
+bench: setup
+	$(BIN)/python scripts/bench.py $(ASSIGNMENT)
+
+clean:
+	rm -rf dist
