@@ -1,0 +1,1 @@
+"""Data loading and small helpers for the LSTM and ViT experiments."""

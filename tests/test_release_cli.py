@@ -1,0 +1,94 @@
+"""Release, check and validate, driven through the command line as users run them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dlgrade.config import find_root, load_assignment
+from dlgrade.markers import MarkerError, keep_solutions, strip_solutions
+
+ROOT = find_root(Path(__file__).parent)
+
+
+def dlgrade(*args: str, cwd: Path = ROOT, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dlgrade", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_strip_solutions_keeps_given_code_and_stubs_regions() -> None:
+    text = (
+        "class A:\n"
+        "    def __init__(self):\n"
+        "        self.given = 1\n"
+        "        # BEGIN SOLUTION stub: pass\n"
+        "        self.secret = 2\n"
+        "        # END SOLUTION\n"
+        "    def f(self, x):\n"
+        "        # BEGIN SOLUTION\n"
+        "        return x * 42\n"
+        "        # END SOLUTION\n"
+    )
+    skeleton = strip_solutions(text)
+    assert "42" not in skeleton and "secret" not in skeleton
+    assert "self.given = 1" in skeleton
+    assert "        pass\n" in skeleton
+    assert 'raise NotImplementedError("f: your code here")' in skeleton
+    compile(skeleton, "skeleton.py", "exec")
+    assert "BEGIN" not in keep_solutions(text) and "x * 42" in keep_solutions(text)
+    with pytest.raises(MarkerError):
+        strip_solutions("# BEGIN SOLUTION\nx = 1\n")
+
+
+def test_release_is_reproducible_and_hides_solutions(tmp_path: Path) -> None:
+    cfg = load_assignment("lstm_lm_vit", ROOT)
+    digests = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        res = dlgrade("release", "lstm_lm_vit", "--out", str(out))
+        assert res.returncode == 0, res.stderr
+        assert "Released" in res.stdout
+        digests.append(hashlib.sha256((out / "lstm_lm_vit" / "student.zip").read_bytes()).hexdigest())
+    assert digests[0] == digests[1], "two releases of the same tree must be byte-identical"
+    student = tmp_path / "a" / "lstm_lm_vit" / "student"
+    for rel in cfg.release:
+        text = (student / rel).read_text()
+        assert "BEGIN SOLUTION" not in text
+        compile(text, rel, "exec")
+    assert (student / "handout.md").is_file() and (student / "public_tests").is_dir()
+    names = zipfile.ZipFile(tmp_path / "a" / "lstm_lm_vit" / "student.zip").namelist()
+    assert names == sorted(names) and all(n.startswith("lstm_lm_vit/") for n in names)
+    assert not any("graders" in n or "reference_solutions" in n for n in names)
+
+
+@pytest.mark.slow
+def test_check_runs_public_tests_with_points(tmp_path: Path) -> None:
+    assert dlgrade("release", "lstm_lm_vit", "--out", str(tmp_path)).returncode == 0
+    student = tmp_path / "lstm_lm_vit" / "student"
+    blank = dlgrade("check", str(student))
+    assert blank.returncode != 0
+    assert "Public tests:" in blank.stdout and "0.0 /" in blank.stdout
+    cfg = load_assignment("lstm_lm_vit", ROOT)
+    for rel in cfg.submit:  # a student who solved everything
+        (student / rel).write_text(keep_solutions((cfg.reference_dir / rel).read_text()))
+    solved = dlgrade("check", str(student))
+    assert solved.returncode == 0, solved.stdout[-3000:]
+    assert "Public tests:" in solved.stdout
+
+
+@pytest.mark.slow
+def test_validate_proves_the_suite(tmp_path: Path) -> None:
+    res = dlgrade("validate", "lstm_lm_vit", "--out", str(tmp_path), "--seed", "7")
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-3000:]
+    cases = json.loads((tmp_path / "lstm_lm_vit" / "validate" / "validate.json").read_text())
+    names = {c["name"] for c in cases}
+    assert {"reference", "skeleton"} <= names
+    assert len([n for n in names if n.startswith("bug-")]) >= 12
+    assert all(c["ok"] for c in cases)
+    ref = next(c for c in cases if c["name"] == "reference")
+    assert ref["score"] == ref["max_score"] > 0
