@@ -86,6 +86,7 @@ class ProcessWorker:
     def close(self) -> None:
         self.kill()
         self.out.close()
+        self.backend._live.pop(self.pid, None)
 
 
 class ProcessBackend:
@@ -94,6 +95,7 @@ class ProcessBackend:
     def __init__(self) -> None:
         self._zygote: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
+        self._live: dict[int, ProcessWorker] = {}
 
     def _control_socket(self) -> socket.socket:
         if self._zygote is not None and self._zygote.poll() is None and self._control is not None:
@@ -136,6 +138,7 @@ class ProcessBackend:
         finally:
             theirs.close()
         worker = ProcessWorker(self, pid, Channel(ours), out)
+        self._live[pid] = worker
         files = {k: torch.frombuffer(bytearray(v), dtype=torch.uint8) if v else torch.empty(0, dtype=torch.uint8)
                  for k, v in spec.files.items()}
         reply = worker.request({"op": "hello", "config": spec.config(), "files": files}, timeout)
@@ -146,6 +149,8 @@ class ProcessBackend:
         return worker
 
     def shutdown(self) -> None:
+        for worker in list(self._live.values()):
+            worker.close()
         if self._control is not None:
             self._control.close()
             self._control = None

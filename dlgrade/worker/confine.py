@@ -24,6 +24,7 @@ MS_NOSUID = 2
 MS_NODEV = 4
 MS_RDONLY = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 NOBODY = 65534
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -156,6 +157,8 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
+    # die with the zygote (set after the uid change, which clears it)
+    _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
     keep = {k: os.environ[k] for k in ("LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES") if k in os.environ}
     os.environ.clear()
     os.environ.update(keep)

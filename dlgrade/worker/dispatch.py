@@ -73,7 +73,8 @@ class Dispatcher:
         if name in self.import_errors:
             raise _ImportFailed(self.import_errors[name])
         mod = sys.modules.get(name)
-        if mod is not None and getattr(mod, "__file__", "") and os.path.realpath(mod.__file__).startswith(self.submission_dir):
+        mod_file = getattr(mod, "__file__", None) if mod is not None else None
+        if mod is not None and isinstance(mod_file, str) and os.path.realpath(mod_file).startswith(self.submission_dir):
             return mod
         path = os.path.join(self.submission_dir, name + ".py")
         if not os.path.isfile(path):

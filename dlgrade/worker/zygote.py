@@ -91,4 +91,7 @@ def serve(control: socket.socket) -> None:
 
 
 if __name__ == "__main__":
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the grader
     serve(socket.socket(fileno=int(sys.argv[1])))
