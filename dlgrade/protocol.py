@@ -158,7 +158,7 @@ class _Decoder:
         if set(v) != {"$tensor", "dtype", "shape"}:
             raise ProtocolError("malformed tensor")
         span, dtype_name, shape = v["$tensor"], v["dtype"], v["shape"]
-        if dtype_name not in DTYPES:
+        if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
             raise ProtocolError(f"unknown dtype {dtype_name!r}")
         if not (isinstance(shape, list) and len(shape) <= 16
                 and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**40 for s in shape)):

@@ -86,7 +86,7 @@ class Submission:
         left = self.budget_end - now
         if left <= 0:
             raise LimitExceeded(f"the time budget for the whole submission ({self.submission_timeout:g} s) is used up")
-        if self.test_end is not None:
+        if self.test_end is not None and op != "import":  # a fresh worker's imports are not the test's doing
             test_left = self.test_end - now
             if test_left <= 0:
                 raise LimitExceeded("this test's time limit was used up")
@@ -136,6 +136,8 @@ class Submission:
             raise self.import_failures[qualname.split(".")[0]]
         worker = self.worker if worker_started else self._ensure_worker()
         assert worker is not None
+        if isinstance(qualname, str) and qualname.split(".")[0] in self.import_failures:  # failed while starting it
+            raise self.import_failures[qualname.split(".")[0]]
         timeout = self._timeout(str(message.get("op")))
         try:
             reply = worker.request(message, timeout)

@@ -37,6 +37,34 @@ def describe_status(status: int | None) -> str:
     return f"the worker process exited with code {code} (does your code call sys.exit or os._exit?)"
 
 
+def _netns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def kill_namespace(netns: str | None) -> None:
+    """SIGKILL every process left in a worker's private network namespace.
+
+    Student code can leave the worker's process group (``setsid``, a double-forked daemon), but
+    not the network namespace that confinement gave the worker alone. The grader's own
+    namespace (a worker that could not be isolated) is never touched.
+    """
+    if netns is None or netns == _netns("self"):
+        return
+    for _ in range(50):
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and _netns(p) == netns]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.002)
+
+
 class ProcessWorker:
     def __init__(self, backend: ProcessBackend, pid: int, channel: Channel, out: IO[bytes]) -> None:
         self.backend = backend
@@ -45,6 +73,7 @@ class ProcessWorker:
         self.out = out
         self.info: dict[str, Any] = {}
         self.alive = True
+        self.netns: str | None = None  # known once the worker has confined itself
 
     def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         if not self.alive:
@@ -85,6 +114,7 @@ class ProcessWorker:
 
     def close(self) -> None:
         self.kill()
+        kill_namespace(self.netns)
         self.out.close()
         self.backend._live.pop(self.pid, None)
 
@@ -146,6 +176,7 @@ class ProcessBackend:
             worker.close()
             raise WorkerCrashed(f"the worker failed to start: {reply.get('error')}")
         worker.info = reply.get("value", {})
+        worker.netns = _netns(pid)
         return worker
 
     def shutdown(self) -> None:

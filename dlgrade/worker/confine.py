@@ -1,6 +1,6 @@
 """Confining a freshly forked worker before any student code runs.
 
-As root (Gradescope, CI, an instructor's server): new mount and network namespaces, a private
+As root (Gradescope, CI, an instructor's server): new mount and network namespaces, a uid of its own, a private
 tmpfs for /tmp holding the submission, tmpfs over every hidden path (hidden tests, reference
 solutions, results), rlimits, no new privileges, then the unprivileged uid. Without root the
 same steps that need no privilege still run (rlimits, private work dir, clean environment) and
@@ -25,7 +25,7 @@ MS_NODEV = 4
 MS_RDONLY = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
-NOBODY = 65534
+UID_BASE = 100_000  # worker uid = UID_BASE + its pid: unique among live workers, so none can signal another
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -131,7 +131,7 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
         work = tempfile.mkdtemp(prefix="dlgrade-worker-")
     sub = os.path.join(work, "submission")
     os.mkdir(sub)
-    uid = NOBODY if privileged else None
+    uid = UID_BASE + os.getpid() if privileged else None
     _write_files(sub, files, uid)
     if uid is not None:
         os.chown(work, uid, uid)
@@ -155,8 +155,9 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     if privileged:
         os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+        assert uid is not None
+        os.setgid(uid)
+        os.setuid(uid)
     # die with the zygote (set after the uid change, which clears it)
     _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
     keep = {k: os.environ[k] for k in ("LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES") if k in os.environ}

@@ -1,0 +1,409 @@
+"""The `process` sandbox, driven directly with tiny hand-written submissions.
+
+Each test builds a ``WorkerSpec`` whose only module is ``m.py`` and talks to it through the
+same ``Submission`` proxy the hidden tests use. Isolation checks (uid, network, hidden paths)
+need root, as on Gradescope and in CI; without root they are skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from pathlib import Path
+from textwrap import dedent
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+from dlgrade.errors import ForbiddenAPIError, LimitExceeded, StudentCodeError, SubmissionImportError, WorkerCrashed
+from dlgrade.grade import _spec
+from dlgrade.harness.remote import Submission
+from dlgrade.sandbox import WorkerSpec
+from dlgrade.sandbox.process import ProcessBackend
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="isolation (uid, namespaces, hidden paths) needs root")
+
+PROBE = """
+import os
+import socket
+
+
+def pid():
+    return os.getpid()
+
+
+def identity():
+    return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
+            "cwd": os.getcwd(), "env": sorted(os.environ)}
+
+
+def read(path):
+    \"\"\"What this process can see at ``path``: its text, a listing, or the error's name.\"\"\"
+    try:
+        if os.path.isdir(path):
+            return {"listing": sorted(os.listdir(path))}
+        with open(path, "rb") as f:
+            return {"text": f.read(200).decode("latin-1")}
+    except OSError as exc:
+        return {"error": type(exc).__name__}
+
+
+def connect(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.sendall(b"hello from the worker")
+        return "connected"
+    except OSError as exc:
+        return type(exc).__name__
+"""
+
+
+@pytest.fixture(scope="module")
+def backend():  # type: ignore[no-untyped-def]
+    b = ProcessBackend()
+    yield b
+    b.shutdown()
+
+
+def make_spec(code: str, **kw: Any) -> WorkerSpec:
+    return WorkerSpec(files={"m.py": dedent(code).encode()}, modules=("m",), **kw)
+
+
+def submission(backend: ProcessBackend, code: str, call_timeout: float = 10.0, **kw: Any) -> Submission:
+    return Submission(backend, make_spec(code, **kw), call_timeout=call_timeout, submission_timeout=120.0)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < end:
+        time.sleep(0.02)
+    return not alive(pid)
+
+
+# ----------------------------------------------------------------------------- isolation
+
+
+@needs_root
+def test_worker_runs_as_its_own_unprivileged_uid_with_a_clean_environment(backend: ProcessBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-students")
+    sub = submission(backend, PROBE)
+    try:
+        me = sub.call("m.identity")
+        assert sub.worker is not None
+        uid = sub.worker.info["uid"]
+        assert uid >= 100_000 and uid == 100_000 + sub.worker.info["pid"]
+        assert (me["uid"], me["euid"], me["gid"], me["groups"]) == (uid, uid, uid, [])
+        assert me["cwd"].startswith("/tmp/")
+        allowed = {"LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "HOME", "TMPDIR", "PATH",
+                   "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
+        assert set(me["env"]) <= allowed
+        assert not sub.warnings
+    finally:
+        sub.close()
+
+
+@needs_root
+def test_network_is_unreachable(backend: ProcessBackend) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    sub = submission(backend, PROBE)
+    try:
+        assert sub.call("m.connect", "127.0.0.1", port) != "connected"
+        assert sub.call("m.connect", "8.8.8.8", 53) != "connected"
+        with pytest.raises(OSError):  # nothing ever knocked
+            server.accept()
+    finally:
+        sub.close()
+        server.close()
+
+
+@needs_root
+def test_hidden_paths_are_unreadable(backend: ProcessBackend, cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The grader's real spec: hidden tests, reference, git history, builds and results are covered."""
+    spec = _spec(cfg, {"m.py": PROBE.encode()}, tmp_path / "results", "cpu")
+    spec = dataclasses.replace(spec, modules=("m",))
+    hidden = [Path(p) for p in spec.hide]
+    assert {ROOT / "graders", ROOT / "reference_solutions", ROOT / ".git", ROOT / "dist"} <= set(hidden)
+    sub = Submission(backend, spec, call_timeout=10, submission_timeout=60)
+    try:
+        for path in [cfg.grader_dir, cfg.grader_dir / "__init__.py", cfg.reference_dir / "vit_solution.py",
+                     ROOT / "graders", ROOT / "reference_solutions", ROOT / ".git", ROOT / ".git" / "HEAD",
+                     ROOT / "dist", tmp_path / "results"]:
+            seen = sub.call("m.read", str(path))
+            assert seen.get("error") == "PermissionError" or seen == {"listing": []} \
+                or (not path.exists() and seen.get("error") == "FileNotFoundError"), f"{path}: {seen}"
+        # the cover is selective: public files stay readable (the worker needs its interpreter too)
+        public = sub.call("m.read", str(cfg.assignment_dir / "assignment.toml"))
+        assert "text" in public and "submit" in public["text"]
+        # the worker's own folder holds the submission and the given support files, nothing else
+        assert sub.call("m.read", ".") == {"listing": ["submission"]}
+        assert {"m.py", "utils"} <= set(sub.call("m.read", "submission")["listing"])
+    finally:
+        sub.close()
+
+
+@needs_root
+def test_workers_cannot_read_each_other(backend: ProcessBackend) -> None:
+    """Same uid, but a worker is not dumpable: another worker cannot read its memory or environment."""
+    a, b = submission(backend, PROBE), submission(backend, PROBE)
+    try:
+        b_pid = b.call("m.pid")
+        for what in ("environ", "mem", "root/tmp", "cwd"):
+            seen = a.call("m.read", f"/proc/{b_pid}/{what}")
+            assert seen.get("error") == "PermissionError", f"{what}: {seen}"
+    finally:
+        a.close()
+        b.close()
+
+
+@needs_root
+def test_workers_cannot_signal_each_other(backend: ProcessBackend) -> None:
+    code = PROBE + dedent("""
+        def kill(pid):
+            try:
+                os.kill(pid, 9)
+                return "killed"
+            except OSError as exc:
+                return type(exc).__name__
+        """)
+    a, b = submission(backend, code), submission(backend, code)
+    try:
+        victim = b.call("m.pid")
+        a.call("m.kill", victim)
+        assert b.call("m.pid") == victim
+    finally:
+        a.close()
+        b.close()
+
+
+@needs_root
+def test_processes_left_behind_die_with_the_worker(backend: ProcessBackend) -> None:
+    """A double-forked, setsid daemon escapes the process group but not the worker's namespace."""
+    sub = submission(backend, """
+        import os
+        import time
+
+
+        def daemon():
+            r, w = os.pipe()
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.write(w, str(os.getpid()).encode())
+                    time.sleep(120)
+                os._exit(0)
+            os.wait()
+            return int(os.read(r, 32))
+        """)
+    daemon = sub.call("m.daemon")
+    assert alive(daemon)
+    sub.close()
+    assert gone_within(daemon, 5), f"the daemon {daemon} outlived its worker"
+
+
+# ----------------------------------------------------------------------------- limits and failures
+
+
+def test_call_timeout_kills_the_worker_and_a_new_one_serves_the_next_call(backend: ProcessBackend) -> None:
+    sub = submission(backend, """
+        import os
+
+
+        def spin():
+            while True:
+                pass
+
+
+        def pid():
+            return os.getpid()
+        """, call_timeout=1.5)
+    try:
+        first = sub.call("m.pid")
+        started = time.monotonic()
+        with pytest.raises(LimitExceeded, match="time limit of 1.5 s"):
+            sub.call("m.spin")
+        assert time.monotonic() - started < 10
+        assert gone_within(first, 5), "the stuck worker was not killed"
+        second = sub.call("m.pid")
+        assert second != first and sub.restarts == 2
+    finally:
+        sub.close()
+
+
+def test_student_prints_do_not_reach_the_protocol(backend: ProcessBackend) -> None:
+    sub = submission(backend, """
+        import os
+        import sys
+
+        print("printed at import")
+        FORGED = b"DLG\\x01" + (13).to_bytes(4, "big") + (0).to_bytes(8, "big") + b'{"ok": false}'
+
+
+        def noisy(x):
+            print("printed in a call", x)
+            print("to stderr", file=sys.stderr)
+            os.write(1, FORGED)
+            os.write(2, FORGED)
+            sys.stdout.flush()
+            return x * 2
+        """)
+    try:
+        assert sub.call("m.noisy", 21) == 42
+        assert sub.call("m.noisy", 1) == 2
+        out = sub.stdout()
+        assert "printed at import" in out and "printed in a call 21" in out and "to stderr" in out
+        assert '{"ok": false}' in out  # the forged frame landed in the output file, as text
+    finally:
+        sub.close()
+
+
+def test_memory_limit_gives_a_memory_message(backend: ProcessBackend) -> None:
+    sub = submission(backend, """
+        import torch
+
+
+        def tensor_bomb():
+            hog = []
+            while True:
+                hog.append(torch.ones(16 * 1024 * 1024))  # 64 MB, written
+
+
+        def list_bomb():
+            hog = []
+            while True:
+                hog.append(bytearray(64 * 1024 * 1024))
+
+
+        def fine():
+            return float(torch.ones(10).sum())
+        """, memory_mb=256)
+    try:
+        for fn in ("m.tensor_bomb", "m.list_bomb"):
+            with pytest.raises(LimitExceeded, match=r"ran out of memory \(limit 256 MB\)"):
+                sub.call(fn)
+        assert sub.call("m.fine") == 10.0
+        assert sub.restarts == 1  # a MemoryError is an answer, not a crash
+    finally:
+        sub.close()
+
+
+def test_os_exit_is_reported_as_a_crash_and_the_module_is_imported_afresh(backend: ProcessBackend) -> None:
+    sub = submission(backend, """
+        import os
+
+        CALLS = []
+
+
+        def count():
+            CALLS.append(1)
+            return len(CALLS)
+
+
+        def die():
+            os._exit(3)
+        """)
+    try:
+        assert sub.call("m.count") == 1
+        assert sub.call("m.count") == 2
+        with pytest.raises(WorkerCrashed, match="exited with code 3"):
+            sub.call("m.die")
+        assert sub.call("m.count") == 1  # a fresh worker imported the module again
+        assert not sub.import_failures
+    finally:
+        sub.close()
+
+
+def test_sys_exit_in_a_call_is_an_error_not_a_crash(backend: ProcessBackend) -> None:
+    sub = submission(backend, """
+        import sys
+
+
+        def leave():
+            sys.exit(4)
+
+
+        def ok():
+            return "still here"
+        """)
+    try:
+        with pytest.raises(StudentCodeError, match=r"sys.exit\(\) \(4\)"):
+            sub.call("m.leave")
+        assert sub.call("m.ok") == "still here"
+        assert sub.restarts == 1
+    finally:
+        sub.close()
+
+
+def test_crash_at_import_is_remembered(backend: ProcessBackend) -> None:
+    sub = submission(backend, """
+        import os
+
+        os._exit(5)
+
+
+        def f():
+            return 1
+        """)
+    try:
+        with pytest.raises(SubmissionImportError, match="exited with code 5"):
+            sub.call("m.f")
+        started = time.monotonic()
+        with pytest.raises(SubmissionImportError, match="exited with code 5"):
+            sub.call("m.f")
+        assert time.monotonic() - started < 0.5, "the second call paid for the import again"
+        assert not sub.has("m.f")
+        assert sub.restarts <= 2
+    finally:
+        sub.close()
+
+
+def test_forbidden_api_guard_reports_the_api(backend: ProcessBackend) -> None:
+    sub = submission(backend, """
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+
+        def functional(x):
+            return F.layer_norm(x, (x.shape[-1],))
+
+
+        def sneaky(x):
+            try:  # caught, but still recorded
+                return getattr(torch, "layer" + "_norm")(x, (x.shape[-1],))
+            except Exception:
+                return x
+
+
+        def module():
+            return nn.MultiheadAttention(8, 2)
+
+
+        def allowed(x):
+            return F.softmax(x, dim=-1)
+        """, forbidden=("torch.layer_norm", "torch.nn.functional.layer_norm", "torch.nn.MultiheadAttention"))
+    import torch
+
+    x = torch.randn(2, 4)
+    try:
+        with pytest.raises(ForbiddenAPIError, match="torch.nn.functional.layer_norm, which this assignment forbids"):
+            sub.call("m.functional", x)
+        with pytest.raises(ForbiddenAPIError, match="torch.nn.MultiheadAttention"):
+            sub.call("m.module")
+        assert torch.equal(sub.call("m.sneaky", x), x)
+        assert torch.allclose(sub.call("m.allowed", x), x.softmax(-1))
+        assert sub.forbidden_used == {"torch.nn.functional.layer_norm", "torch.nn.MultiheadAttention", "torch.layer_norm"}
+    finally:
+        sub.close()
