@@ -231,7 +231,7 @@ class Dispatcher:
         return self._backward(fn, args, kwargs, self.deref(grad_output), r.get("target"))
 
     def _backward(self, fn: Any, args: list[Any], kwargs: dict[str, Any], grad_output: Any, target: Any) -> Any:
-        leaves = [a.detach().clone().float().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+        leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                   for a in args]
         owner = self.deref(target) if isinstance(target, Handle) else None
         params = dict(owner.named_parameters()) if isinstance(owner, torch.nn.Module) else {}
@@ -239,8 +239,9 @@ class Dispatcher:
             p.grad = None
         out = fn(*leaves, **kwargs)
         first = out[0] if isinstance(out, (tuple, list)) else out
-        if not isinstance(first, torch.Tensor):
-            raise TypeError(f"expected a tensor output to differentiate, got {type(first).__name__}")
+        if not isinstance(first, torch.Tensor) or not first.requires_grad:
+            what = type(first).__name__ if not isinstance(first, torch.Tensor) else "a tensor that is cut off from the graph"
+            raise RequestError("request", f"returned {what}; no gradient can flow back through it (return a tensor built from the inputs)")
         first.backward(grad_output.to(first.dtype))
         input_grads = [leaf.grad if isinstance(leaf, torch.Tensor) and leaf.requires_grad else None for leaf in leaves]
         param_grads = {n: p.grad for n, p in params.items()}
