@@ -126,6 +126,9 @@ _POOL_BACKEND: Backend | None = None
 
 def _pool_init(sandbox: str) -> None:
     global _POOL_BACKEND
+    import torch
+
+    torch.set_num_threads(1)  # N graders side by side: one thread each, no oversubscription
     _POOL_BACKEND = get_backend(sandbox)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,10 +81,23 @@ def to_gradescope(result: SubmissionResult) -> dict[str, Any]:
     }
 
 
+def _json_safe(value: Any) -> Any:
+    """Strict JSON: non-finite floats become null, unknown objects their string."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
+    tmp.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False))
     os.replace(tmp, path)
 
 

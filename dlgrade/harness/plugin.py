@@ -1,7 +1,7 @@
 """The pytest plugin that turns a hidden suite run into per-test results.
 
 Markers: ``points(n)``, ``visibility(name)``, ``time_limit(seconds)``, ``part(name)``.
-Fixtures: ``sub``, ``ref``, ``gen``, ``seed``, ``config``. Every test ends as exactly one
+Fixtures: ``sub``, ``ref``, ``gen``, ``seed``, ``config``, ``record``. Every test ends as exactly one
 :class:`TestResult`; a test without a trusted verdict (grader crash, skip) scores 0.
 """
 
@@ -77,6 +77,7 @@ class _TestState:
     failure: BaseException | None = None
     phase: str = ""
     skipped: str | None = None
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 _STATE = pytest.StashKey[_TestState]()
@@ -128,6 +129,11 @@ class GradingPlugin:
     def config(self) -> AssignmentConfig:
         return self.ctx.cfg
 
+    @pytest.fixture
+    def record(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        """Plain data a test keeps for the report (a training curve, a metric): results' extra_data."""
+        return request.node.stash[_STATE].record
+
     # ------------------------------------------------------------------ running
 
     @pytest.hookimpl(tryfirst=True)
@@ -174,7 +180,8 @@ class GradingPlugin:
                 output, diagnosis = self._message(item, state.failure)
         return TestResult(name=name, number=self.numbers.get(item.nodeid, "0"), score=score, max_score=points,
                           status=status, output=output, visibility=visibility, part=str(_marker_arg(item, "part", "")),
-                          nodeid=item.nodeid, diagnosis=diagnosis, seconds=round(time.monotonic() - state.started, 3))
+                          nodeid=item.nodeid, diagnosis=diagnosis, seconds=round(time.monotonic() - state.started, 3),
+                          extra=state.record)
 
     def _message(self, item: pytest.Item, exc: BaseException) -> tuple[str, str | None]:
         if isinstance(exc, Feedback):

@@ -1,0 +1,73 @@
+"""Threshold tests: the student's own model and loss, trained briefly, must learn.
+
+The worker trains (assignments/lstm_lm_vit/recipes.py); the metric is computed here, on the
+trusted side: perplexity of the reference LSTM carrying the student's trained weights, and
+accuracy of the student's ViT logits against test labels the worker never receives. Budgets
+and thresholds are in assignment.toml, calibrated as CALIBRATION.md records.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from dlgrade.harness import expect
+from graders.lstm_lm_vit import thresholds
+
+
+def _training_result(out: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    expect.true(isinstance(out, dict) and all(k in out for k in keys), "the training recipe returned a malformed result")
+    if out.get("diverged"):
+        expect.fail("training diverged: the loss became NaN or infinite (check forward and loss for numerical problems)",
+                    "training diverged")
+    return dict(out)
+
+
+def _keep_curve(record: dict[str, Any], out: dict[str, Any]) -> None:
+    losses = out.get("train_losses")
+    if isinstance(losses, list):
+        record["train_losses"] = [float(x) for x in losses[:1000] if isinstance(x, (int, float)) and math.isfinite(x)]
+        record["log_every"] = out.get("log_every", 1)
+
+
+@pytest.mark.part("lstm")
+@pytest.mark.points(2)
+@pytest.mark.visibility("visible")
+@pytest.mark.time_limit(180)
+def test_lm_reaches_perplexity(sub, ref, seed, record):
+    """Training: your LSTM and loss reach the perplexity threshold on generated text"""
+    b = thresholds.budget("lm")
+    data = thresholds.lm_data(seed, tuple(sorted(b.data_args.items())))
+    out = _training_result(sub.run_recipe("train_lm", model_args=b.model_args, train=data["train"], steps=b.steps,
+                                          batch_size=b.batch_size, lr=b.lr, seed=seed), ("state_dict",))
+    _keep_curve(record, out)
+    ppl = thresholds.lm_perplexity(ref.module("lstm_solution"), b.model_args, out["state_dict"], data["valid"])
+    record.update(metric="validation perplexity", value=ppl, threshold=b.threshold, better="lower")
+    expect.true(ppl <= b.threshold,
+                f"after {b.steps} training steps with your forward and loss, the validation perplexity is {ppl:.2f}; "
+                f"it must be at most {b.threshold:.2f}. Check that forward returns log-probabilities of the NEXT token "
+                "computed from the LSTM outputs, and that the loss averages the NLL of real (unmasked) tokens.",
+                "the language model does not learn")
+
+
+@pytest.mark.part("vit")
+@pytest.mark.points(2)
+@pytest.mark.visibility("visible")
+@pytest.mark.time_limit(180)
+def test_vit_reaches_accuracy(sub, seed, record):
+    """Training: your Vision Transformer reaches the accuracy threshold on generated images"""
+    b = thresholds.budget("vit")
+    data = thresholds.vit_data(seed, tuple(sorted(b.data_args.items())))
+    out = _training_result(sub.run_recipe("train_vit", model_args=b.model_args, train_images=data["train_images"],
+                                          train_labels=data["train_labels"], test_images=data["test_images"],
+                                          steps=b.steps, batch_size=b.batch_size, lr=b.lr, seed=seed), ("test_logits",))
+    _keep_curve(record, out)
+    acc = thresholds.accuracy(out["test_logits"], data["test_labels"], b.model_args["num_classes"])
+    record.update(metric="test accuracy", value=acc, threshold=b.threshold, better="higher")
+    expect.true(acc >= b.threshold,
+                f"after {b.steps} training steps your ViT classifies {acc:.1%} of the test images correctly; it must reach "
+                f"{b.threshold:.1%}. The labels depend on where things are in the image: check the patch order, the "
+                "position embeddings and the class token.",
+                "the ViT does not learn")
