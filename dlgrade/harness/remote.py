@@ -218,11 +218,14 @@ class Submission:
         except SubmissionImportError:
             return False
 
-    def run_recipe(self, name: str, seed: int = 0, **kwargs: Any) -> Any:
+    def run_recipe(self, name: str, **kwargs: Any) -> Any:
+        """Run a recipe in the worker; torch is seeded with ``kwargs["seed"]`` (default 0) first."""
         if self.recipe_source is None:
             raise BadAnswer("this assignment has no recipes")
+        seed = kwargs.get("seed", 0)
         return self._request({"op": "recipe", "source": self.recipe_source(), "name": name,
-                              "kwargs": self._unwrap(kwargs), "seed": seed}, f"training with recipe {name}")
+                              "kwargs": self._unwrap(kwargs), "seed": seed if isinstance(seed, int) else 0},
+                             f"training with recipe {name}")
 
 
 class RemoteObject:
