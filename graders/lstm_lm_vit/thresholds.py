@@ -88,7 +88,8 @@ def lm_perplexity(reference: ModuleType, model_args: dict[str, Any], state_dict:
         source, target, mask = valid["source"], valid["target"], valid["mask"]
         log_probas, _ = model(source, model.initial_states(source.shape[0]))
         nll = -log_probas.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N, T)
-        return math.exp(float((nll * mask).sum() / mask.sum()))
+        mean_nll = float((nll * mask).sum() / mask.sum())
+    return math.exp(mean_nll) if mean_nll < 700 else math.inf  # exp overflows past ~709
 
 
 def accuracy(test_logits: Any, test_labels: torch.Tensor, num_classes: int) -> float:
