@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from dlgrade import intake, static_check
 from dlgrade.config import AssignmentConfig
 from dlgrade.harness.plugin import GradingContext, Reference, run_suite
@@ -55,6 +57,9 @@ def _summary(student: str, score: float, max_score: float, seed: int, problems: 
 def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, out_root: Path) -> SubmissionResult:
     """Grade one submission and write ``out_root/<student>/results.json``. Never raises for student faults."""
     started = time.monotonic()
+    # the grader's reference computations (and an inprocess worker) use the worker's thread count:
+    # results then match across backends, and -j N does not oversubscribe the CPUs
+    torch.set_num_threads(cfg.limits.cpus)
     student = intake.student_id(path)
     out_dir = out_root / student
     sub: Submission | None = None
@@ -126,9 +131,6 @@ _POOL_BACKEND: Backend | None = None
 
 def _pool_init(sandbox: str) -> None:
     global _POOL_BACKEND
-    import torch
-
-    torch.set_num_threads(1)  # N graders side by side: one thread each, no oversubscription
     _POOL_BACKEND = get_backend(sandbox)
 
 

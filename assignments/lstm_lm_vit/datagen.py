@@ -12,8 +12,13 @@ import torch
 PAD, START = 0, 1
 
 
-def _topic_tables(gen: torch.Generator, vocab_size: int, num_topics: int, fanout: int) -> torch.Tensor:
-    """(topics, V, V) next-token tables: each topic lets a token be followed by `fanout` others."""
+def _topic_tables(gen: torch.Generator, vocab_size: int, num_topics: int, fanout: int,
+                  header: bool = False) -> torch.Tensor:
+    """(topics, V, V) next-token tables: each topic lets a token be followed by `fanout` others.
+
+    With `header`, the start token is always followed by the topic's own header token
+    (id 2 + topic), so the first real token announces the topic.
+    """
     content = vocab_size - 2  # ids 2 .. V-1; 0 = padding, 1 = start
     tables = torch.zeros(num_topics, vocab_size, vocab_size)
     for k in range(num_topics):
@@ -21,25 +26,35 @@ def _topic_tables(gen: torch.Generator, vocab_size: int, num_topics: int, fanout
             succ = torch.randperm(content, generator=gen)[:fanout] + 2
             w = torch.rand(fanout, generator=gen) + 0.5
             tables[k, a, succ] = w / w.sum()
+        if header:
+            tables[k, START] = 0.0
+            tables[k, START, 2 + k] = 1.0
     return tables
 
 
 def lm_data(seed: int, *, n_train: int = 2048, n_valid: int = 512, seq_len: int = 32, vocab_size: int = 32,
-            num_topics: int = 4, fanout: int = 3, min_len: int = 8) -> dict[str, dict[str, torch.Tensor]]:
+            num_topics: int = 4, fanout: int = 3, min_len: int = 8, max_len: int | None = None,
+            header: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """Token sequences whose next token depends on a hidden topic chosen per sequence.
 
     A model that sees only the current token (a bigram model) must spread its bets over the
     successors of every topic; a recurrent model infers the topic from the context and does
-    much better. Sequences have random lengths and are zero-padded; ``mask`` marks real targets.
+    much better. Sequences have random lengths (uniform in [min_len, max_len], max_len defaults
+    to seq_len) and are zero-padded; ``mask`` marks real targets. Short sequences in long rows
+    (e.g. 2..10 targets in rows of 32) make most positions padding, so a loss that counts the
+    padding positions trains measurably worse. With ``header`` the first token names the topic.
     Returns {"train": {...}, "valid": {...}}, each with ``source``, ``target`` (long, (N, T))
     and ``mask`` (float, (N, T)).
     """
     gen = torch.Generator().manual_seed(int(seed))
-    tables = _topic_tables(gen, vocab_size, num_topics, fanout)
+    if header and num_topics > vocab_size - 2:
+        raise ValueError("header needs one token id per topic")
+    tables = _topic_tables(gen, vocab_size, num_topics, fanout, header)
+    longest = seq_len if max_len is None else min(int(max_len), seq_len)
 
     def split(n: int) -> dict[str, torch.Tensor]:
         topics = torch.randint(num_topics, (n,), generator=gen)
-        lengths = torch.randint(min_len, seq_len + 1, (n,), generator=gen)  # number of real targets
+        lengths = torch.randint(min_len, longest + 1, (n,), generator=gen)  # number of real targets
         seqs = torch.zeros(n, seq_len + 1, dtype=torch.long)
         seqs[:, 0] = START
         for t in range(seq_len):
@@ -81,3 +96,4 @@ def vit_data(seed: int, *, n_train: int = 4096, n_test: int = 1024, image_size: 
     test_images, test_labels = split(n_test)
     return {"train_images": train_images, "train_labels": train_labels,
             "test_images": test_images, "test_labels": test_labels}
+

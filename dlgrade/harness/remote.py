@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -99,7 +99,10 @@ class Submission:
         if self.restarts >= 25:
             raise WorkerCrashed("the worker was restarted too many times; grading of this submission stopped")
         self.restarts += 1
-        worker = self.backend.start(self.spec, timeout=max(60.0, self.call_timeout))
+        # modules whose import killed or hung an earlier worker are refused by the new one too,
+        # also when a recipe or another module asks for them
+        spec = replace(self.spec, extra={**self.spec.extra, "blocked": sorted(self.import_failures)})
+        worker = self.backend.start(spec, timeout=max(60.0, self.call_timeout))
         self.warnings.extend(w for w in worker.info.get("warnings", []) if w not in self.warnings)
         self.worker = worker
         self.generation += 1
@@ -160,7 +163,8 @@ class Submission:
         kind, typ, msg, trace = (str(err.get(k) or "")[:2000] for k in ("kind", "type", "message", "trace"))
         where = f"\n{trace}" if trace else ""
         if kind == "import":
-            return SubmissionImportError(f"{msg}" if typ == "FileNotFoundError" else f"could not import the module: {typ}: {msg}{where}")
+            plain = typ in ("FileNotFoundError", "")  # a missing file, or a module an earlier worker died importing
+            return SubmissionImportError(msg if plain else f"could not import the module: {typ}: {msg}{where}")
         if kind == "missing":
             return MissingNameError(f"{what}: {msg}")
         if kind == "forbidden":

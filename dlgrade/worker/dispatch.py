@@ -57,13 +57,16 @@ def _seed_all(seed: int) -> None:
 
 
 class Dispatcher:
-    def __init__(self, submission_dir: str, modules: list[str], device: str = "cpu") -> None:
+    def __init__(self, submission_dir: str, modules: list[str], device: str = "cpu", blocked: list[str] | None = None) -> None:
         self.submission_dir = os.path.realpath(submission_dir)
         self.allowed_modules = set(modules)
         self.device = torch.device(device)
         self.handles: dict[int, Any] = {}
         self.next_id = 1
-        self.import_errors: dict[str, dict[str, Any]] = {}
+        self.import_errors: dict[str, dict[str, Any]] = {
+            name: {"kind": "import", "type": "", "trace": "", "api": None,
+                   "message": f"{name}.py crashed or hung the worker when it was imported earlier"}
+            for name in blocked or []}
 
     # ------------------------------------------------------------------ names and values
 

@@ -47,7 +47,8 @@ def run(sock: socket.socket) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         warnings.append("CUDA requested but not available in the worker; using the CPU")
         device = "cpu"
-    dispatcher = Dispatcher(sub, [str(m) for m in cfg.get("modules", [])], device=device)
+    dispatcher = Dispatcher(sub, [str(m) for m in cfg.get("modules", [])], device=device,
+                            blocked=[str(m) for m in cfg.get("blocked", [])])
     channel.send({"ok": True, "value": {"pid": os.getpid(), "uid": os.getuid(), "warnings": warnings, "device": device}})
     serve(channel, dispatcher)
 

@@ -5,10 +5,8 @@ usage: python graders/lstm_lm_vit/calibrate.py [--seeds 0 1 2 3 4 5] [--write]
 For every seed, trains the reference and each known-bad model (bugs from bugs.toml, applied
 to the reference) with the same recipes and budgets the hidden tests use, and measures the
 metric the grader computes. Prints a table; with --write also records it in CALIBRATION.md.
-The threshold leaves the reference a fixed slack below its worst run (perplexity x 1.25;
-accuracy - 0.15 absolute), enough for correct implementations that differ in harmless ways
-(float64 losses, other reduction orders), and the script checks that the required known-bad
-model fails it on every seed.
+The threshold is placed midway between the worst reference run and the best run of the
+required known-bad models, and the script checks that this separates them on every seed.
 """
 
 from __future__ import annotations
@@ -36,20 +34,22 @@ from graders.lstm_lm_vit import thresholds  # noqa: E402
 
 BAD = {"lm": ["lstm_classifier_on_embeddings", "lstm_log_softmax_over_time", "loss_counts_padding"],
        "vit": ["no_position_embedding", "attention_ignores_queries", "softmax_over_queries"]}
-REQUIRED_BAD = {"lm": "lstm_classifier_on_embeddings", "vit": "no_position_embedding"}
-LM_SLACK, VIT_SLACK = 1.25, 0.15
+REQUIRED_BAD = {"lm": ["lstm_classifier_on_embeddings", "loss_counts_padding"], "vit": ["no_position_embedding"]}
 NOTES = """## Notes
 
 - The perplexity is that of the REFERENCE LSTM carrying the student's trained weights, so a
   forward that bypasses the LSTM (`lstm_classifier_on_embeddings`) leaves the LSTM untrained
   and the measured perplexity is about the vocabulary size.
-- `loss_counts_padding` trains almost as well as the reference on this data (the extra
-  targets are padding after padding, which is easy); the unit tests of the loss catch it.
+- The text data has short sequences (2 to 10 targets) in rows of 32, so most positions are
+  padding; a loss that also counts them (`loss_counts_padding`) spends its training on the
+  easy padding targets and ends measurably worse. The first token names the topic.
 - The ViT task is positional (which quadrant holds the bright patch), so forgetting the
   position embeddings leaves the model at chance. Attention that ignores the queries, or
-  normalises over the queries, still solves it: the class token can find the bright patch by
-  content alone. Those bugs are caught by the attention unit tests, not by this threshold.
-- The threshold and budget are read from `assignment.toml` (`[thresholds.lm]`,
+  normalises over the queries, still solves it (the class token finds the bright patch by
+  content alone); the attention unit tests catch those. A relational task that catches them
+  (pairs of tagged patches) was tried: it needed about 10 s of training per submission with
+  1500 steps, so it was left out.
+- Budgets and thresholds are read from `assignment.toml` (`[thresholds.lm]`,
   `[thresholds.vit]`); the hidden tests derive the data seed from the run's seed.
 """
 
@@ -144,19 +144,18 @@ def main() -> None:
                 row.append(f"{value:.3f}")
             lines.append(f"| {seed} | " + " | ".join(row) + f" | {secs[-1]:.2f} |")
             print(lines[-1], flush=True)
-        ref, bad = table["reference"], table[REQUIRED_BAD[kind]]
-        if kind == "lm":
-            worst_ref, best_bad = max(ref), min(bad)
-            threshold, rule = round(worst_ref * LM_SLACK, 2), f"worst reference run x {LM_SLACK}"
-            ok = worst_ref < threshold < best_bad
-        else:
-            worst_ref, best_bad = min(ref), max(bad)
-            threshold, rule = round(worst_ref - VIT_SLACK, 2), f"worst reference run - {VIT_SLACK}"
-            ok = best_bad < threshold < worst_ref
-        lines += ["", f"Reference: {min(ref):.3f} to {max(ref):.3f} (median {statistics.median(ref):.3f}); "
-                  f"{REQUIRED_BAD[kind]}: {min(bad):.3f} to {max(bad):.3f}. "
-                  f"Threshold = {rule} = **{threshold:.2f}**: margin {abs(threshold - worst_ref):.3f} to the worst "
-                  f"reference run and {abs(best_bad - threshold):.3f} to the best `{REQUIRED_BAD[kind]}` run. "
+        ref = table["reference"]
+        bad = [v for n in REQUIRED_BAD[kind] for v in table[n]]
+        lower_is_better = kind == "lm"
+        worst_ref = max(ref) if lower_is_better else min(ref)
+        best_bad = min(bad) if lower_is_better else max(bad)
+        threshold = round((worst_ref + best_bad) / 2, 2)
+        ok = (worst_ref < threshold < best_bad) if lower_is_better else (best_bad < threshold < worst_ref)
+        bad_ranges = "; ".join(f"`{n}`: {min(table[n]):.3f} to {max(table[n]):.3f}" for n in REQUIRED_BAD[kind])
+        lines += ["", f"Reference: {min(ref):.3f} to {max(ref):.3f} (median {statistics.median(ref):.3f}); {bad_ranges}. "
+                  f"Threshold = midway between the worst reference run and the best run of a required bad model: "
+                  f"**{threshold:.2f}** (margin {abs(threshold - worst_ref):.3f} to the reference, "
+                  f"{abs(best_bad - threshold):.3f} to the bad models). "
                   f"Reference training time: median {statistics.median(secs):.2f} s." + ("" if ok else " NOT SEPARATED."), ""]
         print(lines[-2], flush=True)
     if args.write:
