@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 from textwrap import dedent
@@ -28,7 +30,9 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="isolation (uid, names
 
 PROBE = """
 import os
+import shutil
 import socket
+import tempfile
 
 
 def pid():
@@ -407,3 +411,34 @@ def test_forbidden_api_guard_reports_the_api(backend: ProcessBackend) -> None:
         assert sub.forbidden_used == {"torch.nn.functional.layer_norm", "torch.nn.MultiheadAttention", "torch.layer_norm"}
     finally:
         sub.close()
+
+
+@needs_root
+def test_python_paths_under_tmp_stay_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout or virtualenv under /tmp (CI clones) survives the worker's private /tmp.
+
+    The worker gets a fresh tmpfs on /tmp; paths the interpreter needs that live there are
+    bound back, while the rest of the host's /tmp stays invisible.
+    """
+    site = Path(tempfile.mkdtemp(prefix="dlgrade-site-", dir="/tmp"))
+    site.chmod(0o755)  # like a cloned checkout
+    (site / "lazy_helper.py").write_text("VALUE = 42\n")
+    secret = Path(tempfile.mkdtemp(prefix="dlgrade-secret-", dir="/tmp"))
+    secret.chmod(0o755)  # readable by anyone on the host: only the private /tmp hides it
+    (secret / "answers.txt").write_text("not for students")
+    monkeypatch.syspath_prepend(str(site))
+    backend = ProcessBackend()  # its zygote inherits sys.path, as an installed package would
+    code = dedent(f"""
+        import os
+        def probe():
+            import lazy_helper  # first imported inside the sandbox
+            return [lazy_helper.VALUE, os.path.exists({str(secret / 'answers.txt')!r})]
+        """)
+    sub = submission(backend, code)
+    try:
+        assert sub.call("m.probe") == [42, False]
+    finally:
+        sub.close()
+        backend.shutdown()
+        shutil.rmtree(site)
+        shutil.rmtree(secret)

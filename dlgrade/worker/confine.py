@@ -73,6 +73,29 @@ def _expose(paths: list[str]) -> None:
             os.close(fd)
 
 
+def _private_tmp(needed: list[str], size_mb: int) -> None:
+    """A fresh tmpfs on /tmp, with the needed paths that lived under /tmp bound back in.
+
+    A checkout or virtual environment under /tmp (CI clones, Gradescope's /tmp builds) must
+    stay reachable; everything else of the host's /tmp (other students' files, the grader's
+    scratch) disappears.
+    """
+    tops: list[str] = []
+    for p in sorted({os.path.realpath(p) for p in needed}):
+        if p.startswith("/tmp/") and os.path.exists(p) and not any(p.startswith(t + "/") for t in tops):
+            tops.append(p)
+    fds = {p: os.open(p, os.O_PATH) for p in tops}
+    _mount_tmpfs("/tmp", f"size={size_mb}m,mode=1777")
+    for p, fd in fds.items():
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(p, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            open(p, "w").close()
+        _check(_libc.mount(f"/proc/self/fd/{fd}".encode(), p.encode(), None, MS_BIND | MS_REC, None), f"bind {p}")
+        os.close(fd)
+
+
 def _vm_size_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -112,19 +135,20 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
 
     mb = 1024 * 1024
     if isolated:
-        for path in cfg.get("hide", []):
+        needed = [sys.prefix, sys.base_prefix, os.path.dirname(sys.executable), *[p for p in sys.path if p]]
+        try:
+            _expose(needed)
+        except OSError as exc:
+            warnings.append(f"could not expose the Python installation: {exc}")
+        _private_tmp(needed, int(cfg.get("tmp_mb", 512)))
+        if os.path.isdir("/dev/shm"):
+            _mount_tmpfs("/dev/shm", "size=64m,mode=1777")
+        for path in cfg.get("hide", []):  # last: also covers hidden paths re-bound into the new /tmp
             if os.path.isdir(path):
                 try:
                     _mount_tmpfs(path, "size=1m,mode=000", MS_NOSUID | MS_NODEV | MS_RDONLY)
                 except OSError as exc:
                     warnings.append(str(exc))
-        try:
-            _expose([sys.prefix, sys.base_prefix, sys.executable, *[p for p in sys.path if p]])
-        except OSError as exc:
-            warnings.append(f"could not expose the Python installation: {exc}")
-        _mount_tmpfs("/tmp", f"size={int(cfg.get('tmp_mb', 512))}m,mode=1777")
-        if os.path.isdir("/dev/shm"):
-            _mount_tmpfs("/dev/shm", "size=64m,mode=1777")
         work = "/tmp/work"
         os.mkdir(work, 0o700)
     else:
