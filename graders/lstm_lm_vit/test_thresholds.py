@@ -35,7 +35,7 @@ def _keep_curve(record: dict[str, Any], out: dict[str, Any]) -> None:
 @pytest.mark.part("lstm")
 @pytest.mark.points(2)
 @pytest.mark.visibility("visible")
-@pytest.mark.time_limit(180)
+@pytest.mark.time_limit(60)
 def test_lm_reaches_perplexity(sub, ref, seed, record):
     """Training: your LSTM and loss reach the perplexity threshold on generated text"""
     b = thresholds.budget("lm")
@@ -55,7 +55,7 @@ def test_lm_reaches_perplexity(sub, ref, seed, record):
 @pytest.mark.part("vit")
 @pytest.mark.points(2)
 @pytest.mark.visibility("visible")
-@pytest.mark.time_limit(180)
+@pytest.mark.time_limit(60)
 def test_vit_reaches_accuracy(sub, seed, record):
     """Training: your Vision Transformer reaches the accuracy threshold on generated images"""
     b = thresholds.budget("vit")
