@@ -9,15 +9,12 @@ whole history goes to <log-dir>/vit_config<N>.json for plotting.
 """
 
 import argparse
-import json
-import os
-import time
 
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from utils.cifar10 import CIFAR10
 from utils.synthetic import make_image_dataset
-from utils.torch_utils import seed_experiment, to_device
+from utils.torch_utils import fit, save_log, seed_experiment, to_device
 from vit_solution import VisionTransformer
 
 # The experiments to run and compare. Configurations 1-4 differ only in the optimizer
@@ -125,32 +122,8 @@ def main():
     )
 
     log = {"config": args.config, **config, "data": args.data, "epochs": args.epochs}
-    start = time.perf_counter()
-    for epoch in range(args.epochs):
-        epoch_start = time.perf_counter()
-        train_loss, train_acc = run_epoch(model, train_loader, device, optimizer)
-        train_time = time.perf_counter() - epoch_start
-        valid_loss, valid_acc = run_epoch(model, valid_loader, device)
-        row = dict(
-            train_loss=train_loss,
-            train_acc=train_acc,
-            valid_loss=valid_loss,
-            valid_acc=valid_acc,
-            train_time=train_time,  # seconds of training in this epoch
-            time=time.perf_counter() - start,  # wall-clock seconds since the start
-        )
-        for key, value in row.items():
-            log.setdefault(key, []).append(value)
-        print(
-            f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.3f} acc {train_acc:.3f} | "
-            f"valid loss {valid_loss:.3f} acc {valid_acc:.3f} | {row['time']:.1f}s"
-        )
-
-    os.makedirs(args.log_dir, exist_ok=True)
-    path = os.path.join(args.log_dir, f"vit_config{args.config}.json")
-    with open(path, "w") as f:
-        json.dump(log, f, indent=2)
-    print(f"wrote {path}")
+    fit(run_epoch, model, train_loader, valid_loader, device, optimizer, args.epochs, "acc", log)
+    save_log(log, args.log_dir, f"vit_config{args.config}.json")
 
 
 if __name__ == "__main__":

@@ -9,16 +9,13 @@ whole history goes to <log-dir>/lstm_config<N>.json for plotting.
 """
 
 import argparse
-import json
 import math
-import os
-import time
 
 import torch
 from lstm_solution import LSTM
 from torch.utils.data import DataLoader, StackDataset
 from utils.synthetic import make_token_corpus
-from utils.torch_utils import seed_experiment, to_device
+from utils.torch_utils import fit, save_log, seed_experiment, to_device
 from utils.wikitext2 import Wikitext2
 
 # The experiments to run and compare. "momentum" is SGD with momentum 0.9.
@@ -119,32 +116,8 @@ def main():
     optimizer = make_optimizer(config["optimizer"], trainable, config["lr"], config["weight_decay"])
 
     log = {"config": args.config, **config, "data": args.data, "epochs": args.epochs}
-    start = time.perf_counter()
-    for epoch in range(args.epochs):
-        epoch_start = time.perf_counter()
-        train_loss, train_ppl = run_epoch(model, train_loader, device, optimizer)
-        train_time = time.perf_counter() - epoch_start
-        valid_loss, valid_ppl = run_epoch(model, valid_loader, device)
-        row = dict(
-            train_loss=train_loss,
-            train_ppl=train_ppl,
-            valid_loss=valid_loss,
-            valid_ppl=valid_ppl,
-            train_time=train_time,  # seconds of training in this epoch
-            time=time.perf_counter() - start,  # wall-clock seconds since the start
-        )
-        for key, value in row.items():
-            log.setdefault(key, []).append(value)
-        print(
-            f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.3f} ppl {train_ppl:.2f} | "
-            f"valid loss {valid_loss:.3f} ppl {valid_ppl:.2f} | {row['time']:.1f}s"
-        )
-
-    os.makedirs(args.log_dir, exist_ok=True)
-    path = os.path.join(args.log_dir, f"lstm_config{args.config}.json")
-    with open(path, "w") as f:
-        json.dump(log, f, indent=2)
-    print(f"wrote {path}")
+    fit(run_epoch, model, train_loader, valid_loader, device, optimizer, args.epochs, "ppl", log)
+    save_log(log, args.log_dir, f"lstm_config{args.config}.json")
 
 
 if __name__ == "__main__":
