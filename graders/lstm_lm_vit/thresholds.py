@@ -82,6 +82,10 @@ def lm_perplexity(reference: ModuleType, model_args: dict[str, Any], state_dict:
             raise BadAnswer(f"the trained weight {name} has the wrong shape")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise BadAnswer(f"training made the weight {name} NaN or infinite")
+    tied = ("embedding.weight", "classifier.2.weight")
+    if all(k in state_dict for k in tied) and not torch.equal(state_dict[tied[0]], state_dict[tied[1]]):
+        raise BadAnswer("after training, the classifier's output weight differs from the embedding weight; "
+                        "the given __init__ ties them, keep it unchanged")
     model.load_state_dict({k: v.to(want[k].dtype) for k, v in state_dict.items()})
     model.eval()
     with torch.no_grad():
