@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from utils.cifar10 import CIFAR10
 from utils.synthetic import make_image_dataset
-from utils.torch_utils import fit, save_log, seed_experiment, to_device
+from utils.torch_utils import fit, make_optimizer, save_log, seed_experiment, to_device
 from vit_solution import VisionTransformer
 
 # The experiments to run and compare. Configurations 1-4 differ only in the optimizer
@@ -32,18 +32,6 @@ CONFIGS = {
 # Generated data: 16x16 images and a narrow model, for one CPU epoch in a few seconds.
 SYNTHETIC = dict(image_size=16, train=1024, valid=256, embed_dim=64, hidden_dim=128, num_heads=4)
 CIFAR10_VALID = 5000  # images of the training files held out for validation
-
-
-def make_optimizer(name, parameters, lr, weight_decay):
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "momentum":
-        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}")
 
 
 def make_data(args, config):

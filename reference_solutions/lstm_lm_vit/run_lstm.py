@@ -15,7 +15,7 @@ import torch
 from lstm_solution import LSTM
 from torch.utils.data import DataLoader, StackDataset
 from utils.synthetic import make_token_corpus
-from utils.torch_utils import fit, save_log, seed_experiment, to_device
+from utils.torch_utils import fit, make_optimizer, save_log, seed_experiment, to_device
 from utils.wikitext2 import Wikitext2
 
 # The experiments to run and compare. "momentum" is SGD with momentum 0.9.
@@ -30,18 +30,6 @@ CONFIGS = {
 
 # Generated data: small enough for one CPU epoch in about a second.
 SYNTHETIC = dict(vocab_size=32, sequence_length=64, train=1024, valid=256, embedding=64, hidden=128)
-
-
-def make_optimizer(name, parameters, lr, weight_decay):
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "momentum":
-        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}")
 
 
 def make_data(args, layers):

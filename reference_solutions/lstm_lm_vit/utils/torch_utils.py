@@ -30,6 +30,19 @@ def to_device(tensors, device):
     return tensors
 
 
+def make_optimizer(name, parameters, lr, weight_decay):
+    """The optimizer a configuration names: adam, adamw, sgd or momentum (SGD with 0.9)."""
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "momentum":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
 def fit(run_epoch, model, train_loader, valid_loader, device, optimizer, epochs, metric, log):
     """Train for `epochs` epochs, evaluating after each one.
 
