@@ -380,3 +380,34 @@ def test_decode_raises_nothing_but_protocol_errors() -> None:
             decode(text, payload)
         except ProtocolError:
             pass
+
+
+def test_stdio_worker_keeps_student_prints_off_the_protocol_stream() -> None:
+    """`python -m dlgrade.worker.main` (the one-shot worker for containers) speaks frames on stdout."""
+    import subprocess
+    import sys
+
+    from dlgrade.protocol import _HEAD, decode, encode
+
+    proc = subprocess.Popen([sys.executable, "-m", "dlgrade.worker.main"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+
+    def ask(message: dict) -> dict:  # type: ignore[type-arg]
+        proc.stdin.write(encode(message))  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        _, n_text, n_payload = _HEAD.unpack(proc.stdout.read(_HEAD.size))  # type: ignore[union-attr]
+        return decode(proc.stdout.read(n_text), proc.stdout.read(n_payload) if n_payload else b"")  # type: ignore[union-attr]
+
+    source = bytearray(b"print('student noise')\ndef double(x):\n    return x * 2\n")
+    try:
+        hello = ask({"op": "hello", "config": {"modules": ["m"], "isolate": False},
+                     "files": {"m.py": torch.frombuffer(source, dtype=torch.uint8)}})
+        assert hello["ok"]
+        reply = ask({"op": "call", "target": "m.double", "args": [torch.ones(3)]})
+        assert reply["ok"] and torch.equal(reply["value"], torch.full((3,), 2.0))
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert b"student noise" in proc.stderr.read()
