@@ -36,6 +36,7 @@ class Forbidden:
     api: str
     files: tuple[str, ...]
     parts: tuple[str, ...]
+    runtime: bool = True  # False: detected statically in its files only (other submitted files may need the API)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class AssignmentConfig:
 
     @property
     def modules(self) -> tuple[str, ...]:
-        return tuple(Path(f).stem for f in self.submit)
+        # models/naive/RNN.py -> models.naive.RNN (flat files keep their stem)
+        return tuple(Path(f).with_suffix("").as_posix().replace("/", ".") for f in self.submit)
 
     def with_limits(self, **overrides: Any) -> AssignmentConfig:
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -119,7 +121,8 @@ def load_assignment(assignment_id: str, root: Path | None = None) -> AssignmentC
         unknown = set(entry.get("parts", [])) - set(parts)
         if "api" not in entry or unknown:
             raise ConfigError(f"{path}: [[forbidden]] entry {i + 1} needs an api and known parts (unknown: {sorted(unknown)})")
-        forbidden.append(Forbidden(entry["api"], tuple(entry.get("files", raw.get("submit", []))), tuple(entry.get("parts", []))))
+        forbidden.append(Forbidden(entry["api"], tuple(entry.get("files", raw.get("submit", []))), tuple(entry.get("parts", [])),
+                                   bool(entry.get("runtime", True))))
     submit = tuple(raw.get("submit", []))
     if not submit:
         raise ConfigError(f"{path}: 'submit' must list the files a student submits")

@@ -39,7 +39,7 @@ def _spec(cfg: AssignmentConfig, files: dict[str, bytes], out_dir: Path, device:
     lim = cfg.limits
     return WorkerSpec(
         files={**support_files(cfg), **files}, modules=cfg.modules,
-        forbidden=tuple(sorted({f.api for f in cfg.forbidden})), memory_mb=lim.memory_mb, processes=lim.processes,
+        forbidden=tuple(sorted({f.api for f in cfg.forbidden if f.runtime})), memory_mb=lim.memory_mb, processes=lim.processes,
         file_size_mb=lim.file_size_mb, cpu_seconds=int(lim.submission_timeout_s * lim.cpus) + 60, threads=lim.cpus,
         device=device, hide=tuple(str(p) for p in (cfg.root / "graders", cfg.root / "reference_solutions",
                                                    # git history and build outputs (bundles, validate) hold both

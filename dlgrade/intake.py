@@ -34,7 +34,7 @@ def student_id(path: Path) -> str:
 def _is_submission(path: Path, cfg: AssignmentConfig) -> bool:
     if path.is_file():
         return path.suffix == ".zip"
-    wanted = set(cfg.submit)
+    wanted = {PurePosixPath(f).name for f in cfg.submit}
     return any(p.name in wanted for p in path.rglob("*.py"))
 
 
@@ -57,7 +57,8 @@ def _pick(candidates: dict[str, list[tuple[str, bytes]]], cfg: AssignmentConfig)
     files: dict[str, bytes] = {}
     problems: list[str] = []
     for name in cfg.submit:
-        found = sorted(candidates.get(name, []), key=lambda c: (c[0].count("/"), c[0]))
+        # a file at the asked-for path (models/naive/RNN.py) wins over one found elsewhere by its name alone
+        found = sorted(candidates.get(name, []), key=lambda c: (not ("/" + c[0]).endswith("/" + name), c[0].count("/"), c[0]))
         if not found:
             problems.append(f"{name} is missing from the submission")
             continue
@@ -68,7 +69,8 @@ def _pick(candidates: dict[str, list[tuple[str, bytes]]], cfg: AssignmentConfig)
 
 
 def read_submission(path: Path, cfg: AssignmentConfig) -> SubmissionFiles:
-    wanted = set(cfg.submit)
+    # submitted files are found by their file name at any depth (submit names may hold folders)
+    wanted = {PurePosixPath(f).name: f for f in cfg.submit}
     candidates: dict[str, list[tuple[str, bytes]]] = {}
     problems: list[str] = []
 
@@ -77,7 +79,7 @@ def read_submission(path: Path, cfg: AssignmentConfig) -> SubmissionFiles:
         if name not in wanted or any(j in "/" + rel for j in _JUNK):
             return
         data = read()  # type: ignore[operator]
-        candidates.setdefault(name, []).append((rel, data))
+        candidates.setdefault(wanted[name], []).append((rel, data))
 
     if path.is_file():
         try:

@@ -74,6 +74,7 @@ def bug_submission(cfg: AssignmentConfig, bug: Bug) -> dict[str, bytes]:
 def materialise(files: dict[str, bytes], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(data)
     return folder
 

@@ -79,9 +79,10 @@ class Dispatcher:
         mod_file = getattr(mod, "__file__", None) if mod is not None else None
         if mod is not None and isinstance(mod_file, str) and os.path.realpath(mod_file).startswith(self.submission_dir):
             return mod
-        path = os.path.join(self.submission_dir, name + ".py")
+        path = os.path.join(self.submission_dir, *name.split(".")) + ".py"  # models.naive.RNN -> models/naive/RNN.py
         if not os.path.isfile(path):
-            err = {"kind": "import", "type": "FileNotFoundError", "message": f"{name}.py is missing from the submission", "trace": ""}
+            shown = name.replace(".", "/")
+            err = {"kind": "import", "type": "FileNotFoundError", "message": f"{shown}.py is missing from the submission", "trace": ""}
             self.import_errors[name] = err
             raise _ImportFailed(err)
         spec = importlib.util.spec_from_file_location(name, path)
@@ -99,6 +100,11 @@ class Dispatcher:
 
     def resolve(self, qualname: str) -> Any:
         mod_name, _, attr = qualname.partition(".")
+        parts = qualname.split(".")
+        for cut in range(len(parts) - 1, 1, -1):  # a dotted module name (models.naive.RNN.VanillaRNN): longest match
+            if ".".join(parts[:cut]) in self.allowed_modules:
+                mod_name, attr = ".".join(parts[:cut]), ".".join(parts[cut:])
+                break
         obj: Any = self.module(mod_name)
         for part in attr.split("."):
             if not part or not hasattr(obj, part):
