@@ -18,13 +18,33 @@ from dlgrade.markers import keep_solutions, strip_solutions
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
 
-def skeleton_files(cfg: AssignmentConfig) -> dict[str, bytes]:
-    """Every released reference file, stripped."""
-    out = {}
+def _released(cfg: AssignmentConfig) -> list[tuple[str, Path]]:
+    """(name in the release, source path) per ``release`` entry.
+
+    An entry is read from ``reference_solutions/<id>/``, or else from ``assignments/<id>/``
+    (given files such as a data module); an entry ending in ``/`` stands for every file in
+    that folder.
+    """
+    out: list[tuple[str, Path]] = []
     for rel in cfg.release:
-        path = cfg.reference_dir / rel
-        text = path.read_text()
-        out[rel] = (strip_solutions(text, rel) if rel.endswith(".py") else text).encode()
+        base = cfg.reference_dir if (cfg.reference_dir / rel).exists() else cfg.assignment_dir
+        if rel.endswith("/"):
+            folder = base / rel
+            out += [(f"{rel}{p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*"))
+                    if p.is_file() and "__pycache__" not in p.parts]
+        else:
+            out.append((rel, base / rel))
+    return out
+
+
+def skeleton_files(cfg: AssignmentConfig) -> dict[str, bytes]:
+    """Every released file; solution regions of reference files stripped."""
+    out = {}
+    for rel, path in _released(cfg):
+        if rel.endswith(".py"):
+            out[rel] = strip_solutions(path.read_text(), rel).encode()
+        else:
+            out[rel] = path.read_bytes()
     return out
 
 
