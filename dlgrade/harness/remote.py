@@ -216,6 +216,10 @@ class Submission:
         return self._request({"op": "call", "target": qualname, "args": self._unwrap(list(args)),
                               "kwargs": self._unwrap(kwargs), "seed": seed}, what)
 
+    def signature(self, qualname: str) -> list[tuple[str, str, bool]] | None:
+        """(name, kind, has_default) per parameter of a function or class (its __init__, without self); None if unknown."""
+        return _signature(self._request({"op": "signature", "target": qualname}, f"inspecting {qualname}"))
+
     def has(self, qualname: str) -> bool:
         try:
             return bool(self._request({"op": "has", "qualname": qualname}, f"looking up {qualname}"))
@@ -230,6 +234,15 @@ class Submission:
         return self._request({"op": "recipe", "source": self.recipe_source(), "name": name,
                               "kwargs": self._unwrap(kwargs), "seed": seed if isinstance(seed, int) else 0},
                              f"training with recipe {name}")
+
+
+def _signature(value: Any) -> list[tuple[str, str, bool]] | None:
+    if value is None:
+        return None
+    try:
+        return [(str(n), str(k), bool(d)) for n, k, d in value]
+    except (TypeError, ValueError):
+        raise BadAnswer("malformed signature answer") from None
 
 
 class RemoteObject:
@@ -263,6 +276,10 @@ class RemoteObject:
         if not isinstance(value, dict) or set(value) != {"output", "input_grads", "param_grads"}:
             raise BadAnswer(f"{what}: malformed gradient answer")
         return GradResult(value["output"], list(value["input_grads"]), dict(value["param_grads"]))
+
+    def signature(self, method: str) -> list[tuple[str, str, bool]] | None:
+        """(name, kind, has_default) per parameter of a bound method (without self); None if unknown."""
+        return _signature(self._req({"op": "signature", "method": method}, f"inspecting {self.label}.{method}"))
 
     def get(self, path: str) -> Any:
         return self._req({"op": "get", "path": path}, f"reading {self.label}.{path}")

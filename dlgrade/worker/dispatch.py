@@ -9,6 +9,7 @@ so that the trusted side can word a specific message.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import random
 import sys
@@ -255,6 +256,15 @@ class Dispatcher:
         input_grads = [leaf.grad if isinstance(leaf, torch.Tensor) and leaf.requires_grad else None for leaf in leaves]
         param_grads = {n: p.grad for n, p in params.items()}
         return {"output": out, "input_grads": input_grads, "param_grads": param_grads}
+
+    def op_signature(self, r: dict[str, Any]) -> Any:
+        """Parameter names of a callable (a class: its __init__), for adapters to older interfaces."""
+        fn = self._target(r)
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        return [[p.name, p.kind.name, p.default is not inspect.Parameter.empty] for p in params]
 
     def op_get(self, r: dict[str, Any]) -> Any:
         obj = self._target({"target": r["target"]})
