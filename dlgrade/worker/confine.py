@@ -104,7 +104,7 @@ def _vm_size_bytes() -> int:
     return 0
 
 
-def _write_files(root: str, files: dict[str, bytes], uid: int | None) -> None:
+def _write_files(root: str, files: dict[str, bytes], uid: int | None, gid: int | None = None) -> None:
     for rel, data in sorted(files.items()):
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -112,9 +112,9 @@ def _write_files(root: str, files: dict[str, bytes], uid: int | None) -> None:
             f.write(data)
     if uid is not None:
         for dirpath, _dirs, filenames in os.walk(root):
-            os.chown(dirpath, uid, uid)
+            os.chown(dirpath, uid, uid if gid is None else gid)
             for name in filenames:
-                os.chown(os.path.join(dirpath, name), uid, uid)
+                os.chown(os.path.join(dirpath, name), uid, uid if gid is None else gid)
 
 
 def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str]]:
@@ -123,7 +123,9 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
     os.setsid()
     privileged = os.geteuid() == 0 and cfg.get("isolate", True)
     isolated = False
-    if privileged:
+    if privileged and not cfg.get("namespaces", True):
+        warnings.append("namespaces turned off (DLGRADE_NAMESPACES=0): no mount/network namespace; relying on file permissions")
+    elif privileged:
         try:
             _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
             _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
@@ -153,12 +155,21 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
         os.mkdir(work, 0o700)
     else:
         work = tempfile.mkdtemp(prefix="dlgrade-worker-")
-    sub = os.path.join(work, "submission")
-    os.mkdir(sub)
-    uid = UID_BASE + os.getpid() if privileged else None
-    _write_files(sub, files, uid)
+    mounted = cfg.get("submission_dir")
+    if mounted:  # in a container the submission is already mounted there, read-only
+        sub = str(mounted)
+        if not os.path.isdir(sub):
+            raise OSError(f"submission directory {sub} is missing")
+    else:
+        sub = os.path.join(work, "submission")
+        os.mkdir(sub)
+    # a named worker user (DLGRADE_WORKER_USER, as in the Gradescope bundle) or a uid of its own
+    uid = (int(cfg["worker_uid"]) if cfg.get("worker_uid") is not None else UID_BASE + os.getpid()) if privileged else None
+    gid = int(cfg.get("worker_gid", uid)) if uid is not None else None
+    if not mounted:
+        _write_files(sub, files, uid, gid)
     if uid is not None:
-        os.chown(work, uid, uid)
+        os.chown(work, uid, gid if gid is not None else uid)
 
     base = _vm_size_bytes()
     limits = {
@@ -180,7 +191,7 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
     if privileged:
         os.setgroups([])
         assert uid is not None
-        os.setgid(uid)
+        os.setgid(uid if gid is None else gid)
         os.setuid(uid)
     # die with the zygote (set after the uid change, which clears it)
     _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
