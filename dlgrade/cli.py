@@ -61,7 +61,24 @@ def cmd_grade(args: argparse.Namespace) -> int:
     skipped = f", {len(batch.skipped)} already complete (use --force to regrade)" if batch.skipped else ""
     print(f"Graded {len(batch.graded)} submission(s) in {batch.seconds:.1f} s{skipped}; "
           f"results in {out}/<student>/results.json, grades in {batch.csv}")
+    if args.report:
+        _print_reports(out, "student", False, False)
     return 0
+
+
+def _print_reports(results: Path, audience: str, after_due_date: bool, published: bool) -> int:
+    from dlgrade.report import Release, write_reports
+
+    rep = write_reports(results, Release(audience, after_due_date=after_due_date, published=published))
+    problems = [f"{len(rep.failed)} failed to grade" if rep.failed else "", f"{len(rep.unreadable)} unreadable" if rep.unreadable else ""]
+    extra = "; ".join(p for p in problems if p)
+    print(f"Wrote {len(rep.students)} {audience} report(s) (HTML + Markdown) to {rep.folder}/students/ and the class summary "
+          f"{rep.summary} in {rep.seconds:.2f} s" + (f" ({extra}, see the summary)" if extra else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _print_reports(Path(args.results), args.audience, args.after_due_date, args.published)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -117,7 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--memory-mb", type=int, default=None)
     g.add_argument("--call-timeout", type=float, default=None)
     g.add_argument("--submission-timeout", type=float, default=None)
+    g.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                   help="write student reports and the class summary under OUT/reports (default: on; --no-report skips)")
     g.set_defaults(func=cmd_grade)
+
+    rp = sp.add_parser("report", help="write per-student HTML/Markdown reports and the class summary from a results folder")
+    rp.add_argument("results", help="the folder `dlgrade grade --out` wrote (<student>/results.json)")
+    rp.add_argument("--audience", choices=["student", "instructor"], default="student",
+                    help="student (default): tests the visibility rules hide show only their name; instructor: everything")
+    rp.add_argument("--after-due-date", action="store_true", help="student audience: also show after_due_date tests")
+    rp.add_argument("--published", action="store_true",
+                    help="student audience: grades are published (after_published and after_due_date tests shown, full totals)")
+    rp.set_defaults(func=cmd_report)
 
     v = sp.add_parser("validate", help="reference = full marks, skeleton = 0, every catalogued bug loses points")
     v.add_argument("assignment")
