@@ -51,3 +51,7 @@ class GraderError(Exception):
 
 class ConfigError(Exception):
     """An assignment or command-line setting is invalid; the message names where it came from."""
+
+
+class SandboxUnavailable(RuntimeError):
+    """The chosen sandbox cannot run at all here (no Docker engine, no image); the message says the fix."""

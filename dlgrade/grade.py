@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import multiprocessing.util
+import os
 import secrets
 import time
 import traceback
@@ -21,14 +23,20 @@ from dlgrade.release import support_files
 from dlgrade.results import SubmissionResult, TestResult, read_results, summary_row, write_grades_csv, write_results
 from dlgrade.sandbox import Backend, WorkerSpec, get_backend
 
+BATCH_ENV = "DLGRADE_BATCH_ID"
+
 
 @dataclass(frozen=True)
 class GradeOptions:
     sandbox: str = "process"
     seed: int | None = None
     jobs: int = 1
-    force: bool = True
-    device: str = "cpu"
+    force: bool = False
+    device: str = "cpu"                  # "cuda": the worker trains on the GPU (docker: with --gpus)
+    backend_options: tuple[tuple[str, object], ...] = ()   # e.g. (("gpus", "all"), ("image", ...)) for docker
+
+    def backend(self) -> Backend:
+        return get_backend(self.sandbox, **dict(self.backend_options))
 
 
 def new_seed() -> int:
@@ -54,7 +62,8 @@ def _summary(student: str, score: float, max_score: float, seed: int, problems: 
     return "\n".join(lines)
 
 
-def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, out_root: Path) -> SubmissionResult:
+def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, out_root: Path,
+              device: str = "cpu") -> SubmissionResult:
     """Grade one submission and write ``out_root/<student>/results.json``. Never raises for student faults."""
     started = time.monotonic()
     # the grader's reference computations (and an inprocess worker) use the worker's thread count:
@@ -66,7 +75,7 @@ def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, ou
     try:
         files = intake.read_submission(path, cfg)
         violations = static_check.check_files(files.files, list(cfg.forbidden))
-        sub = Submission(backend, _spec(cfg, files.files, out_root, "cpu"), cfg.limits.call_timeout_s,
+        sub = Submission(backend, _spec(cfg, files.files, out_root, device), cfg.limits.call_timeout_s,
                          cfg.limits.submission_timeout_s, recipe_source=_recipe_reader(cfg))
         ctx = GradingContext(cfg=cfg, sub=sub, seed=seed, reference=_reference(cfg), violations=violations)
         run_suite(ctx)
@@ -129,15 +138,34 @@ def _complete(out_dir: Path) -> bool:
 _POOL_BACKEND: Backend | None = None
 
 
-def _pool_init(sandbox: str) -> None:
+def _pool_init(opts: GradeOptions) -> None:
     global _POOL_BACKEND
-    _POOL_BACKEND = get_backend(sandbox)
+    _POOL_BACKEND = backend = opts.backend()
+    # containers (docker) and the zygote go when this pool process ends
+    multiprocessing.util.Finalize(None, backend.shutdown, exitpriority=10)
 
 
-def _pool_grade(cfg: AssignmentConfig, path: Path, seed: int, out_root: Path) -> tuple[str, float, float]:
+def _pool_grade(cfg: AssignmentConfig, path: Path, seed: int, out_root: Path, device: str) -> tuple[str, float, float]:
     assert _POOL_BACKEND is not None
-    r = grade_one(cfg, _POOL_BACKEND, path, seed, out_root)
+    r = grade_one(cfg, _POOL_BACKEND, path, seed, out_root, device)
     return r.student, r.score, r.max_score
+
+
+def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Path, opts: GradeOptions,
+                report: Callable[[str, float, float], None]) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts,)) as pool:
+        futures = {pool.submit(_pool_grade, cfg, p, seed, out_root, opts.device): p for p in todo}
+        for fut in cf.as_completed(futures):
+            try:
+                report(*fut.result())
+            except Exception:  # a pool process died: grade that student again on its own
+                backend = opts.backend()
+                try:
+                    r = grade_one(cfg, backend, futures[fut], seed, out_root, opts.device)
+                finally:
+                    backend.shutdown()
+                report(r.student, r.score, r.max_score)
 
 
 @dataclass(frozen=True)
@@ -162,30 +190,31 @@ def grade_batch(cfg: AssignmentConfig, path: Path, out_root: Path, opts: GradeOp
     todo = [p for p in submissions if opts.force or not _complete(out_root / intake.student_id(p))]
     skipped = tuple(intake.student_id(p) for p in submissions if p not in todo)
     report = progress or (lambda student, score, max_score: None)
-    if opts.jobs <= 1 or len(todo) <= 1:
-        backend = get_backend(opts.sandbox)
-        try:
-            for p in todo:
-                r = grade_one(cfg, backend, p, seed, out_root)
-                report(r.student, r.score, r.max_score)
-        finally:
-            backend.shutdown()
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts.sandbox,)) as pool:
-            futures = {pool.submit(_pool_grade, cfg, p, seed, out_root): p for p in todo}
-            for fut in cf.as_completed(futures):
-                try:
-                    report(*fut.result())
-                except Exception as exc:  # a pool process died: grade that student again on its own
-                    p = futures[fut]
-                    backend = get_backend(opts.sandbox)
-                    try:
-                        r = grade_one(cfg, backend, p, seed, out_root)
-                    finally:
-                        backend.shutdown()
+    # every container of this batch carries its id, so an interrupted batch can remove them all
+    batch_id, previous = secrets.token_hex(6), os.environ.get(BATCH_ENV)
+    os.environ[BATCH_ENV] = batch_id  # inherited by the pool's processes
+    try:
+        if opts.jobs <= 1 or len(todo) <= 1:
+            backend = opts.backend()
+            try:
+                for p in todo:
+                    r = grade_one(cfg, backend, p, seed, out_root, opts.device)
                     report(r.student, r.score, r.max_score)
-                    del exc
+            finally:
+                backend.shutdown()
+        else:
+            opts.backend().shutdown()  # fail fast, and clearly, when the sandbox cannot start at all
+            _grade_pool(cfg, todo, seed, out_root, opts, report)
+    except BaseException:
+        if opts.sandbox == "docker":
+            from dlgrade.sandbox.docker import remove_batch_containers
+            remove_batch_containers(batch_id)
+        raise
+    finally:
+        if previous is None:
+            os.environ.pop(BATCH_ENV, None)
+        else:
+            os.environ[BATCH_ENV] = previous
     rows = tuple(summary_row(read_results(out_root / sid / "results.json")) for sid in sorted(set(ids)))
     csv_path = write_grades_csv(list(rows), cfg.parts, out_root / "grades.csv")
     return BatchResult(tuple(intake.student_id(p) for p in todo), skipped, rows, csv_path, seed, time.monotonic() - started)

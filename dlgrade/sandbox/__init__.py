@@ -49,11 +49,16 @@ class Backend(Protocol):
     def shutdown(self) -> None: ...
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str, **options: Any) -> Backend:
+    """A backend by name. ``options`` configure the docker backend (see ``DockerOptions``:
+    image, gpus, cpus, pids, warm); the other backends take none and ignore them."""
     if name == "process":
         from dlgrade.sandbox.process import ProcessBackend
         return ProcessBackend()
     if name == "inprocess":
         from dlgrade.sandbox.inprocess import InProcessBackend
         return InProcessBackend()
-    raise ValueError(f"unknown sandbox {name!r} (choose process or inprocess)")
+    if name == "docker":
+        from dlgrade.sandbox.docker import DockerBackend, DockerOptions
+        return DockerBackend(DockerOptions(**{k: v for k, v in options.items() if v is not None}))
+    raise ValueError(f"unknown sandbox {name!r} (choose process, docker or inprocess)")

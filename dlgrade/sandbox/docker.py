@@ -1,0 +1,433 @@
+"""The `docker` backend: one fresh container per submission, reached over its stdin/stdout.
+
+Each container runs only the worker (``python -m dlgrade.worker.main``) as an unprivileged
+user, with no network, a read-only root filesystem, a tmpfs for /tmp, no capabilities,
+``no-new-privileges`` and memory, process and CPU limits. Two read-only bind mounts are all
+it sees of the host: the worker code (``dlgrade/__init__.py``, ``protocol.py``, ``worker/``,
+copied once per backend) and the directory holding this one submission. Hidden tests,
+reference solutions and results never enter it.
+
+Containers are started one ahead (a warm pool of one per backend): the next container is
+created, started and has imported torch while the current submission is graded, with an
+empty submission directory mounted; its files are written there just before it is used.
+Every container carries the labels ``dlgrade.worker`` and ``dlgrade.batch`` and is removed on
+every path: normal end, time-out, crash, and (through :func:`remove_batch_containers`) an
+interrupted batch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlgrade.errors import BadAnswer, LimitExceeded, SandboxUnavailable, WorkerCrashed
+from dlgrade.protocol import Channel, PeerClosed, ProtocolError, RecvTimeout
+from dlgrade.sandbox import WorkerSpec
+
+CPU_IMAGE = "dlgrade-sandbox:cpu"
+GPU_IMAGE = "dlgrade-sandbox:gpu"
+WORKER_USER = "10001:10001"
+SUBMISSION_MOUNT = "/submission"
+WORKER_CODE_MOUNT = "/opt/dlgrade"
+# Memory of the container = the assignment's memory limit + what Python and torch take at rest.
+RUNTIME_ALLOWANCE_MB = 512
+BATCH_ENV = "DLGRADE_BATCH_ID"  # set by grade_batch for all of a batch's processes
+MAX_OUTPUT = 1 << 20
+
+
+class DockerUnavailable(SandboxUnavailable):
+    """The Docker engine (or the sandbox image) cannot be used; the message says how to fix it."""
+
+
+def _explain_engine_error(exc: Exception) -> DockerUnavailable:
+    return DockerUnavailable(
+        "the docker sandbox needs a running Docker engine, and none answered "
+        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}).\n"
+        "  fix: install and start it (Debian/Ubuntu as root: apt-get install -y docker.io && dockerd &, "
+        "or systemctl start docker), make sure your user may use it (the docker group) or set DOCKER_HOST,\n"
+        "  then build the image with `make sandbox-image`.\n"
+        "  or grade without containers: --sandbox process")
+
+
+def client_from_env() -> Any:
+    try:
+        import docker
+    except ImportError as exc:  # pragma: no cover - docker is a declared dependency
+        raise DockerUnavailable("the Python package `docker` is missing: pip install docker (or use --sandbox process)") from exc
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:
+        raise _explain_engine_error(exc) from None
+    return client
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    image: str | None = None           # default: CPU_IMAGE, or GPU_IMAGE when gpus is set
+    gpus: str | None = None            # None, "all", or a count such as "1"
+    cpus: float | None = None          # CPU quota of each container (default: the spec's threads)
+    pids: int | None = None            # process limit (default: the spec's processes)
+    tmp_mb: int = 256
+    warm: bool = True                  # keep one container started ahead
+
+    @property
+    def image_name(self) -> str:
+        return self.image or (GPU_IMAGE if self.gpus else CPU_IMAGE)
+
+
+def device_requests(gpus: str | None) -> list[dict[str, Any]]:
+    """``--gpus all`` / ``--gpus N`` as the engine's DeviceRequests."""
+    if not gpus:
+        return []
+    text = str(gpus).strip().lower()
+    if text == "all":
+        count = -1
+    else:
+        try:
+            count = int(text)
+        except ValueError:
+            raise ValueError(f"--gpus takes 'all' or a number of GPUs, not {gpus!r}") from None
+        if count < 1:
+            raise ValueError("--gpus needs at least 1 GPU")
+    return [{"Driver": "", "Count": count, "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": {}}]
+
+
+def container_config(spec: WorkerSpec, opts: DockerOptions, submission_dir: str, code_dir: str,
+                     labels: dict[str, str]) -> dict[str, Any]:
+    """Keyword arguments for ``client.containers.create`` (pure: unit-tested without Docker)."""
+    from docker.types import DeviceRequest, Ulimit
+
+    mem_mb = spec.memory_mb + RUNTIME_ALLOWANCE_MB
+    cpus = opts.cpus if opts.cpus is not None else float(max(1, spec.threads))
+    file_bytes = spec.file_size_mb * 1024 * 1024
+    env = {"OMP_NUM_THREADS": str(spec.threads), "MKL_NUM_THREADS": str(spec.threads), "HOME": "/tmp",
+           "PYTHONPATH": WORKER_CODE_MOUNT, "PYTHONDONTWRITEBYTECODE": "1", "MALLOC_ARENA_MAX": "2"}
+    return {
+        "image": opts.image_name,
+        "stdin_open": True, "tty": False, "detach": True,
+        "user": WORKER_USER,
+        "network_mode": "none",
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={opts.tmp_mb}m,mode=1777", "/dev/shm": "rw,nosuid,nodev,size=64m"},
+        "working_dir": "/tmp",
+        "volumes": {submission_dir: {"bind": SUBMISSION_MOUNT, "mode": "ro"},
+                    code_dir: {"bind": WORKER_CODE_MOUNT, "mode": "ro"}},
+        "mem_limit": f"{mem_mb}m", "memswap_limit": f"{mem_mb}m",
+        "pids_limit": opts.pids if opts.pids is not None else spec.processes,
+        "nano_cpus": int(cpus * 1e9),
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "ulimits": [Ulimit(name="fsize", soft=file_bytes, hard=file_bytes), Ulimit(name="core", soft=0, hard=0),
+                    Ulimit(name="nofile", soft=256, hard=256)],
+        "environment": env,
+        "labels": labels,
+        "init": True,
+        "device_requests": [DeviceRequest(**{k.lower(): v for k, v in r.items() if k != "DeviceIDs"})
+                            for r in device_requests(opts.gpus)],
+        "log_config": {"type": "none", "config": {}},
+    }
+
+
+def worker_code_dir(into: Path) -> str:
+    """Copy exactly the code the worker needs (never the trusted side) for a read-only mount."""
+    import dlgrade
+
+    src = Path(dlgrade.__file__).parent
+    pkg = into / "dlgrade"
+    (pkg / "worker").mkdir(parents=True)
+    for name in ("__init__.py", "protocol.py"):
+        shutil.copy2(src / name, pkg / name)
+    for file in (src / "worker").glob("*.py"):
+        shutil.copy2(file, pkg / "worker" / file.name)
+    for path in [into, *into.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return str(into)
+
+
+def _demux(raw: socket.socket, to_worker: socket.socket, output: bytearray, done: threading.Event) -> None:
+    """Split Docker's multiplexed attach stream: stdout frames to the channel, stderr to output."""
+    header = struct.Struct(">BxxxI")
+    buf = bytearray()
+    try:
+        while True:
+            chunk = raw.recv(1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+            while len(buf) >= header.size:
+                kind, size = header.unpack_from(buf)
+                if len(buf) < header.size + size:
+                    break
+                data = bytes(buf[header.size:header.size + size])
+                del buf[:header.size + size]
+                if kind == 1:
+                    to_worker.sendall(data)
+                elif len(output) < MAX_OUTPUT:
+                    output += data[:MAX_OUTPUT - len(output)]
+    except OSError:
+        pass
+    finally:
+        done.set()
+        try:
+            to_worker.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _pump_stdin(channel_end: socket.socket, raw: socket.socket) -> None:
+    try:
+        while chunk := channel_end.recv(1 << 16):
+            raw.sendall(chunk)
+    except OSError:
+        pass
+
+
+class _Container:
+    """A started container whose worker waits for its configuration."""
+
+    def __init__(self, backend: DockerBackend, spec_template: WorkerSpec) -> None:
+        self.backend = backend
+        self.slot = Path(tempfile.mkdtemp(prefix="slot-", dir=backend.tmp))
+        self.slot.chmod(0o755)
+        self.output = bytearray()
+        self.ended = threading.Event()
+        self.created = time.monotonic()
+        cfg = container_config(spec_template, backend.opts, str(self.slot), backend.code_dir, backend.labels)
+        client = backend.client
+        self.container = client.containers.create(**cfg)
+        try:
+            attach = client.api.attach_socket(self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            raw = getattr(attach, "_sock", attach)
+            ours, theirs = socket.socketpair()
+            self._raw, self._theirs = raw, theirs
+            self.channel = Channel(ours)
+            threading.Thread(target=_demux, args=(raw, theirs, self.output, self.ended), daemon=True).start()
+            threading.Thread(target=_pump_stdin, args=(theirs, raw), daemon=True).start()
+            self.container.start()
+        except Exception:
+            self.remove()
+            raise
+
+    def fill(self, files: dict[str, bytes]) -> None:
+        for rel, data in sorted(files.items()):
+            path = self.slot / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        for path in [self.slot, *self.slot.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+    def state(self) -> dict[str, Any]:
+        try:
+            self.container.reload()
+            return dict(self.container.attrs.get("State", {}))
+        except Exception:
+            return {}
+
+    def describe_end(self) -> str:
+        state: dict[str, Any] = {}
+        for _ in range(50):  # the attach stream ends a moment before the engine records the exit
+            state = self.state()
+            if not state.get("Running", False):
+                break
+            time.sleep(0.02)
+        if state.get("OOMKilled"):
+            return f"the worker ran out of memory (container limit {self.backend.last_mem_mb} MB) and was killed"
+        code = state.get("ExitCode")
+        if code is None:
+            return "the worker's container stopped answering"
+        if code == 137:
+            return "the worker was killed by SIGKILL (killed: often the memory limit)"
+        if code > 128:
+            return f"the worker was killed by signal {code - 128}"
+        return f"the worker process exited with code {code} (does your code call sys.exit or os._exit?)"
+
+    def remove(self) -> None:
+        for closing in (getattr(self, "channel", None), getattr(self, "_theirs", None)):
+            if closing is not None:
+                closing.close()
+        try:
+            self.container.remove(force=True)
+        except Exception as exc:  # already gone is fine; anything else is logged for the batch
+            if "No such container" not in str(exc) and "404" not in str(exc):
+                self.backend.errors.append(f"could not remove container {self.container.short_id}: {exc}")
+        raw = getattr(self, "_raw", None)
+        if raw is not None:
+            try:
+                raw.close()
+            except OSError:
+                pass
+        shutil.rmtree(self.slot, ignore_errors=True)
+
+
+class DockerWorker:
+    def __init__(self, box: _Container) -> None:
+        self.box = box
+        self.info: dict[str, Any] = {}
+        self.alive = True
+
+    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if not self.alive:
+            raise WorkerCrashed("the worker is no longer running")
+        try:
+            self.box.channel.send(message)
+            return self.box.channel.recv(time.monotonic() + timeout)
+        except RecvTimeout:
+            self.kill()
+            raise LimitExceeded(f"no answer within the time limit of {timeout:g} s (an infinite loop, or far too slow)") from None
+        except PeerClosed:
+            self.alive = False
+            raise WorkerCrashed(self.box.describe_end()) from None
+        except ProtocolError as exc:
+            self.kill()
+            raise BadAnswer(f"the worker sent a malformed answer ({exc})") from None
+
+    def output(self, limit: int = 20_000) -> str:
+        data = bytes(self.box.output[:limit + 1])
+        text = data[:limit].decode("utf-8", "replace")
+        return text + ("\n[... output truncated ...]" if len(data) > limit else "")
+
+    def kill(self) -> None:
+        if self.alive:
+            self.alive = False
+            try:
+                self.box.container.kill()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        self.alive = False
+        self.box.remove()
+        self.box.backend._live.discard(self.box)
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, opts: DockerOptions | None = None, client: Any = None) -> None:
+        self.opts = opts or DockerOptions()
+        self.client = client or client_from_env()
+        self.batch = os.environ.get(BATCH_ENV) or uuid.uuid4().hex[:12]
+        self.labels = {"dlgrade.worker": "1", "dlgrade.batch": self.batch}
+        self.tmp = Path(tempfile.mkdtemp(prefix="dlgrade-docker-"))
+        self.tmp.chmod(0o755)
+        self.code_dir = worker_code_dir(self.tmp / "code")
+        self.errors: list[str] = []
+        self.last_mem_mb = 0
+        self._live: set[_Container] = set()
+        self._warm: _Container | None = None
+        self._warm_spec: WorkerSpec | None = None
+        self._warming: threading.Thread | None = None
+        self._warm_error: Exception | None = None
+        self._check_image()
+
+    def _check_image(self) -> None:
+        try:
+            self.client.images.get(self.opts.image_name)
+        except Exception as exc:
+            if type(exc).__name__ == "ImageNotFound":
+                raise DockerUnavailable(
+                    f"the sandbox image {self.opts.image_name} is not built: run `make sandbox-image` "
+                    "(offline: debootstrap + local wheels), or pass --image NAME; or use --sandbox process") from None
+            raise _explain_engine_error(exc) from None
+
+    # ------------------------------------------------------------------ warm pool
+
+    def _new_container(self, spec: WorkerSpec) -> _Container:
+        box = _Container(self, spec)
+        self._live.add(box)
+        return box
+
+    def _warm_up(self, spec: WorkerSpec) -> None:
+        try:
+            self._warm = self._new_container(spec)
+        except Exception as exc:  # reported when the container would have been used
+            self._warm_error = exc
+
+    def _take(self, spec: WorkerSpec) -> _Container:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+        box, self._warm = self._warm, None
+        if box is not None and (self._warm_spec != _limits_of(spec) or box.ended.is_set()):
+            self._discard(box)
+            box = None
+        self._warm_error = None
+        return box if box is not None else self._new_container(spec)
+
+    def _discard(self, box: _Container) -> None:
+        box.remove()
+        self._live.discard(box)
+
+    def _refill(self, spec: WorkerSpec) -> None:
+        if not self.opts.warm:
+            return
+        self._warm_spec = _limits_of(spec)
+        self._warming = threading.Thread(target=self._warm_up, args=(spec,), daemon=True)
+        self._warming.start()
+
+    # ------------------------------------------------------------------ Backend
+
+    def start(self, spec: WorkerSpec, timeout: float = 60.0) -> DockerWorker:
+        self.last_mem_mb = spec.memory_mb + RUNTIME_ALLOWANCE_MB
+        try:
+            box = self._take(spec)
+        except DockerUnavailable:
+            raise
+        except Exception as exc:
+            raise WorkerCrashed(f"could not start the sandbox container: {exc}") from None
+        box.fill(spec.files)
+        worker = DockerWorker(box)
+        cfg = {**spec.config(), "submission_dir": SUBMISSION_MOUNT, "isolate": False, "hide": []}
+        try:
+            reply = worker.request({"op": "hello", "config": cfg, "files": {}}, timeout)
+        except Exception:
+            worker.close()
+            raise
+        finally:
+            self._refill(spec)
+        if not reply.get("ok"):
+            worker.close()
+            raise WorkerCrashed(f"the worker failed to start: {reply.get('error')}")
+        worker.info = reply.get("value", {})
+        worker.info["container"] = box.container.short_id
+        return worker
+
+    def shutdown(self) -> None:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+        for box in list(self._live):
+            self._discard(box)
+        self._warm = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _limits_of(spec: WorkerSpec) -> WorkerSpec:
+    """What a warm container was created for (everything but the files)."""
+    return WorkerSpec(files={}, modules=(), memory_mb=spec.memory_mb, processes=spec.processes,
+                      file_size_mb=spec.file_size_mb, threads=spec.threads, device=spec.device)
+
+
+def remove_batch_containers(batch: str, client: Any = None) -> int:
+    """Remove every container of a batch (after Ctrl-C or a crashed grading process)."""
+    try:
+        client = client or client_from_env()
+        boxes = client.containers.list(all=True, filters={"label": [f"dlgrade.batch={batch}"]})
+    except Exception:
+        return 0
+    for box in boxes:
+        try:
+            box.remove(force=True)
+        except Exception:
+            pass
+    return len(boxes)
