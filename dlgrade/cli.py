@@ -102,6 +102,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from dlgrade.bundle import build_bundle
+    from dlgrade.config import load_assignment
+
+    b = build_bundle(load_assignment(args.assignment), Path(args.out), memory_mb=args.memory_mb, cpus=args.cpus,
+                     call_timeout_s=args.call_timeout, submission_timeout_s=args.submission_timeout,
+                     run_timeout_s=args.run_timeout)
+    lim = b.settings.limits
+    print(f"Bundled {len(b.files)} files into {b.zip} ({b.zip.stat().st_size / 1e6:.1f} MB): worker memory {lim.memory_mb} MB, "
+          f"suite timeout {lim.submission_timeout_s:g} s, whole run {b.settings.run_timeout_s:g} s; upload it as the Gradescope autograder")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     folder = Path(args.folder).resolve()
     tests = folder / "public_tests"
@@ -154,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=None)
     v.add_argument("--only", nargs="*", default=None, help="case names (reference, skeleton, or bug names)")
     v.set_defaults(func=cmd_validate)
+
+    b = sp.add_parser("bundle", help="build the Gradescope autograder zip (setup.sh, run_autograder, engine, hidden suite)")
+    b.add_argument("assignment")
+    b.add_argument("--out", default="dist")
+    b.add_argument("--memory-mb", type=int, default=None, help="worker memory on Gradescope (default: [gradescope] or 384)")
+    b.add_argument("--cpus", type=int, default=None, help="torch threads in the worker on Gradescope")
+    b.add_argument("--call-timeout", type=float, default=None)
+    b.add_argument("--submission-timeout", type=float, default=None, help="the hidden suite's budget (default 480 s)")
+    b.add_argument("--run-timeout", type=float, default=None, help="the whole run_autograder (default 570 s)")
+    b.set_defaults(func=cmd_bundle)
 
     c = sp.add_parser("check", help="run the public tests in a student release folder")
     c.add_argument("folder", nargs="?", default=".")
