@@ -180,7 +180,7 @@ def histogram(percentages: Sequence[float], bins: int = 10) -> str | None:
     for k, c in enumerate(counts):
         h = (H - T - B) * c / top
         bar = ET.SubElement(svg, "rect", {"x": _f(L + k * bw + 2), "y": _f(H - B - h), "width": _f(bw - 4), "height": _f(h),
-                                          "fill": "#1f5fbf", "class": "bar"})
+                                          "fill": "#1f5fbf", "class": "hist-bar"})
         tip = ET.SubElement(bar, "title")
         tip.text = f"{c} student(s) with {k * 100 // bins}-{(k + 1) * 100 // bins} %"
         if c:
