@@ -244,7 +244,7 @@ def test_class_summary(results: Path, student_reports: Path) -> None:
     hrefs = [h for h in _hrefs(html)]
     for name in ("alice_reference", "mallory", "zoë_ünïcode", "crashed"):
         assert any(unquote(h) == f"students/{name}.html" for h in hrefs), name
-    assert "../grades.csv" in hrefs and "../grades_canvas.csv" in hrefs
+    assert "../grades.csv" in hrefs and "grades_canvas.csv" in hrefs
     for h in hrefs:
         assert (page.parent / unquote(h)).resolve().is_file(), h
 
@@ -261,7 +261,7 @@ def test_gradebook_csvs(results: Path, student_reports: Path) -> None:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[:3] == ["student_id", "total", "max_score"]
     assert {r["student_id"]: r["total"] for r in rows}["bug_unbiased_variance"] == "39.0"
-    with (results / "grades_canvas.csv").open(encoding="utf-8") as f:
+    with (student_reports / "grades_canvas.csv").open(encoding="utf-8") as f:
         table = list(csv.reader(f))
     assert table[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "LSTM language model and Vision Transformer"]
     assert table[1][0] == "Points Possible" and table[1][5] == "41"

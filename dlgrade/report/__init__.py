@@ -7,8 +7,8 @@ to this checkout, its part titles; it never grades or imports grader code. Outpu
     <dir>/reports/index.html             class summary (instructor only)
     <dir>/reports/students/<id>.html     one self-contained page per student
     <dir>/reports/students/<id>.md       the same report as Markdown (LMS comments, e-mail)
-    <dir>/grades.csv                     written when missing
-    <dir>/grades_canvas.csv              the totals in Canvas's gradebook-import layout
+    <dir>/reports/grades_canvas.csv      the totals in Canvas's gradebook-import layout
+    <dir>/grades.csv                     written when missing (`dlgrade grade` writes it)
 """
 
 from __future__ import annotations
@@ -119,10 +119,10 @@ def write_reports(results_dir: Path, release: Release | None = None, out: Path |
         write_grades(students, parts, results_dir)
     csv_links: list[tuple[str, str]] = []
     if students:
-        write_canvas_csv(students, title, results_dir / "grades_canvas.csv")
-    for name in ("grades.csv", "grades_canvas.csv"):
-        if (results_dir / name).is_file():
-            csv_links.append((name, _relative(results_dir / name, out)))
+        write_canvas_csv(students, title, out / "grades_canvas.csv")
+    for path in (results_dir / "grades.csv", out / "grades_canvas.csv"):
+        if path.is_file():
+            csv_links.append((path.name, _relative(path, out)))
     summary = summary_view(students, unreadable, parts, title, hrefs, tuple(csv_links))
     summary_path = out / "index.html"
     _write_text(summary_path, html.get_template("summary.html.j2").render(c=summary))
