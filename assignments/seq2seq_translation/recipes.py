@@ -1,0 +1,158 @@
+"""Training recipes for the threshold tests of seq2seq_translation.
+
+A recipe runs inside the sandboxed worker. It builds the student's models through `ctx`,
+trains them for a fixed budget on the generated translation task, and returns plain data:
+the trained model's scores on the validation sources. The validation targets never reach
+the worker; the grader scores the returned outputs itself (perplexity over real tokens).
+
+Losses follow `training.py`: negative log-likelihood of the target token at every position,
+averaged over the tokens that are not padding (id 1); recurrent models clip the gradient
+norm at 0.5. Recipes are public and students may run them; only the standard library, torch
+and numpy may be imported here.
+"""
+
+import inspect
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+PAD = 1
+
+
+def _accepts(fn, name):
+    """Does `fn` (a function or class) take a parameter called `name` (or **kwargs)?"""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def build_seq2seq(ctx, model_args):
+    """The student's Encoder, Decoder and Seq2Seq, wired as the handout says.
+
+    `attention` is passed to the Decoder's __init__ and to Seq2Seq's __init__ when they take it
+    (older versions of the course passed it to Seq2Seq, which passed it to the decoder's forward).
+    """
+    a = dict(model_args)
+    encoder = ctx.new(
+        "models.seq2seq.Encoder.Encoder",
+        a["src_vocab"],
+        a["emb_size"],
+        a["encoder_hidden_size"],
+        a["decoder_hidden_size"],
+        dropout=a.get("dropout", 0.0),
+        model_type=a["model_type"],
+    )
+    dec_cls = ctx.module("models.seq2seq.Decoder").Decoder
+    dec_kwargs = {"dropout": a.get("dropout", 0.0), "model_type": a["model_type"]}
+    if _accepts(dec_cls, "attention"):
+        dec_kwargs["attention"] = bool(a["attention"])
+    decoder = dec_cls(a["emb_size"], a["encoder_hidden_size"], a["decoder_hidden_size"], a["tgt_vocab"], **dec_kwargs)
+    s2s_cls = ctx.module("models.seq2seq.Seq2Seq").Seq2Seq
+    s2s_kwargs = {"attention": bool(a["attention"])} if _accepts(s2s_cls, "attention") else {}
+    return s2s_cls(encoder, decoder, ctx.device, **s2s_kwargs)
+
+
+def _nll(scores, target, log_probs):
+    """Mean NLL over non-pad target tokens; `scores` (B, T, V) are log-probabilities or logits."""
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 3 or tuple(scores.shape[:2]) != tuple(target.shape):
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"the model must return (B, T, V) scores for targets of shape {tuple(target.shape)}, got {got}")
+    flat = scores.reshape(-1, scores.shape[-1]).float()
+    if not log_probs:
+        flat = F.log_softmax(flat, dim=-1)
+    return F.nll_loss(flat, target.reshape(-1), ignore_index=PAD)
+
+
+def _train(model, step_scores, log_probs, src, tgt, steps, batch_size, lr, seed, clip):
+    """Adam over mini-batches drawn from a private generator; stops at a non-finite loss."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    optimizer = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(int(seed))
+    n = src.shape[0]
+    losses, diverged, diverged_at = [], False, None
+    model.train()
+    start = time.perf_counter()
+    perm, pos = torch.randperm(n, generator=gen), 0
+    for step in range(int(steps)):
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        index = perm[pos : pos + batch_size]
+        pos += batch_size
+        loss = _nll(step_scores(src[index], tgt[index]), tgt[index], log_probs)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            diverged, diverged_at = True, step
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        losses.append(value)
+    return losses, diverged, diverged_at, time.perf_counter() - start
+
+
+def _result(model, predict, valid_src, losses, diverged, diverged_at, seconds, eval_batch_size=256):
+    scores = None
+    if not diverged:
+        model.eval()
+        chunks = []
+        with torch.no_grad():
+            for i in range(0, valid_src.shape[0], eval_batch_size):
+                chunks.append(predict(valid_src[i : i + eval_batch_size]).detach().float().cpu())
+        scores = torch.cat(chunks)
+    return {"valid_scores": scores, "train_losses": losses, "seconds": seconds, "diverged": diverged, "diverged_at": diverged_at}
+
+
+def train_seq2seq(ctx, *, model_args, train_src, train_tgt, valid_src, steps, batch_size, lr, seed, clip=0.5):
+    """Train the student's Seq2Seq (greedy decoding, as its forward does) and score the validation sources.
+
+    Args:
+        model_args: src_vocab, tgt_vocab, emb_size, encoder_hidden_size, decoder_hidden_size,
+            dropout, model_type ("RNN" or "LSTM"), attention (bool).
+        train_src, train_tgt: LongTensor (N, T); valid_src: LongTensor (M, T).
+        steps, batch_size, lr, seed, clip: the budget (Adam, gradient-norm clipping).
+
+    Returns:
+        {"valid_scores": (M, T, V) log-probabilities or None if training diverged,
+         "train_losses": [float per step], "seconds", "diverged", "diverged_at"}
+    """
+    ctx.seed(int(seed))
+    model = build_seq2seq(ctx, model_args).to(ctx.device)
+    src, tgt = train_src.to(ctx.device).long(), train_tgt.to(ctx.device).long()
+    out = _train(model, lambda s, t: model(s), True, src, tgt, steps, batch_size, lr, seed, clip)
+    return _result(model, lambda s: model(s.to(ctx.device).long()), valid_src, *out)
+
+
+def train_transformer(ctx, *, kind, model_args, train_src, train_tgt, valid_src, steps, batch_size, lr, seed, clip=None):
+    """Train the student's TransformerTranslator (kind "encoder") or FullTransformerTranslator ("full").
+
+    The encoder-only model reads the source alone; the full model is trained with teacher
+    forcing, model(src, tgt), and scores the validation sources with `generate_translation`
+    (greedy, from its own predictions), so a decoder that peeks at later target tokens does
+    not profit from it.
+
+    Returns: as `train_seq2seq`, with logits as "valid_scores".
+    """
+    ctx.seed(int(seed))
+    name = {"encoder": "TransformerTranslator", "full": "FullTransformerTranslator"}[kind]
+    model = ctx.new(
+        f"models.Transformer.{name}",
+        model_args["src_vocab"],
+        model_args["tgt_vocab"],
+        ctx.device,
+        **{k: v for k, v in model_args.items() if k not in ("src_vocab", "tgt_vocab")},
+    )
+    model = model.to(ctx.device)
+    src, tgt = train_src.to(ctx.device).long(), train_tgt.to(ctx.device).long()
+    if kind == "encoder":
+        out = _train(model, lambda s, t: model(s), False, src, tgt, steps, batch_size, lr, seed, clip)
+        return _result(model, lambda s: model(s.to(ctx.device).long()), valid_src, *out)
+    out = _train(model, lambda s, t: model(s, t), False, src, tgt, steps, batch_size, lr, seed, clip)
+    return _result(model, lambda s: model.generate_translation(s.to(ctx.device).long()), valid_src, *out)

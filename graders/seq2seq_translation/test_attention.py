@@ -1,0 +1,110 @@
+"""Hidden tests: the decoder's cosine attention and the decoder step that uses it (7 points).
+
+The attention weights are read through the student's own `compute_attention`; the decoder is
+checked end to end with the reference's weights transplanted in creation order.
+"""
+
+import pytest
+import torch
+
+from dlgrade.harness import expect
+from graders.seq2seq_translation import _seq2seq_ref as R
+from graders.seq2seq_translation._support import MODULES, decoder_step, heatmap, new_decoder, transplant
+
+pytestmark = pytest.mark.part("attention")
+
+B, T, H, EMB, V = 4, 7, 6, 5, 9
+HINT = " The handout's order: embedding, RNN/LSTM, Linear to the vocabulary, then the attention Linear."
+
+ATTENTION_DIAGNOSES = {
+    "dot": "the scores are dot products; use the cosine similarity (divide by both vectors' norms)",
+    "key_axis_1": "the softmax is taken over the wrong axis (dim=1, of size 1): take it over the T encoder positions",
+    "batch_axis": "the softmax is taken over the batch axis: take it over the T encoder positions",
+    "no_softmax": "the cosine similarities are returned without the softmax",
+}
+
+
+def attention_inputs(gen):
+    query = 1.5 * torch.randn(1, B, H, generator=gen)
+    keys = torch.randn(B, T, H, generator=gen) * torch.linspace(0.3, 3.0, T).reshape(1, T, 1)  # norms differ by position
+    return query, keys
+
+
+def weights_of(sub, gen):
+    dec = new_decoder(sub, EMB, H, H, V, "RNN", attention=True)
+    query, keys = attention_inputs(gen)
+    got = dec.call("compute_attention", query, keys)
+    return got, query, keys
+
+
+@pytest.mark.points(1)
+@pytest.mark.visibility("visible")
+def test_attention_shape_and_rows(sub, gen, record):
+    """compute_attention returns (B, 1, T) weights: non-negative, each row sums to 1 over the encoder positions"""
+    got, _, _ = weights_of(sub, gen)
+    a = expect.tensor(got, "compute_attention(hidden, encoder_outputs)", shape=(B, 1, T), dtype="float")
+    record["heatmaps"] = [heatmap("your attention weights (one row per sentence)", a[:, 0, :], "encoder position", "sentence")]
+    expect.true(bool((a >= 0).all()), "some attention weights are negative (they should come out of a softmax)",
+                "no softmax on the attention scores")
+    sums = a.double().sum(dim=2)
+    expect.true(bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-5)),
+                "the attention weights of a sentence do not sum to 1 over the encoder positions",
+                "softmax over the wrong axis")
+
+
+@pytest.mark.points(2)
+@pytest.mark.visibility("after_published")
+def test_attention_cosine_values(sub, gen, record):
+    """compute_attention: softmax over positions of the cosine similarity between hidden state and encoder outputs"""
+    got, query, keys = weights_of(sub, gen)
+    want = R.attention(query, keys)
+    if isinstance(got, torch.Tensor) and got.dim() == 3:
+        record["heatmaps"] = [heatmap("your attention weights", got[:, 0, :], "encoder position", "sentence"),
+                              heatmap("cosine attention", want[:, 0, :], "encoder position", "sentence")]
+    expect.close(got, want, "the attention weights",
+                 diagnoses={msg: R.attention(query, keys, k) for k, msg in ATTENTION_DIAGNOSES.items()})
+
+
+DECODER_DIAGNOSES = {
+    "concat_order": "the attention Linear reads [embedded input; context]; the handout's order is [context; embedded input]",
+    "no_context": "the context vector does not reach the recurrent layer",
+    "dot": "the attention uses dot products instead of the cosine similarity",
+    "query_cell": "the attention query is the LSTM cell state c; use the hidden state h",
+}
+
+
+def check_decoder(sub, ref, gen, model_type):
+    dec = new_decoder(sub, EMB, H, H, V, model_type, attention=True)
+    reference = ref.module(MODULES["decoder"]).Decoder(EMB, H, H, V, dropout=0.0, model_type=model_type, attention=True).eval()
+    transplant(dec, reference, gen, f"Decoder (model_type={model_type!r}, attention=True)", HINT)
+    token = torch.randint(0, V, (B, 1), generator=gen)
+    h = torch.randn(1, B, H, generator=gen)
+    state = (h, torch.randn(1, B, H, generator=gen)) if model_type == "LSTM" else h
+    _, keys = attention_inputs(gen)
+    out, new_state = expect.pair(decoder_step(dec, token, state, keys, True), f"Decoder.forward with attention ({model_type})")
+    with torch.no_grad():
+        want_out, want_state = R.decoder_step(reference, token, state, keys, True)
+        variants = {msg: R.decoder_step(reference, token, state, keys, True, k)[0] for k, msg in DECODER_DIAGNOSES.items()
+                    if model_type == "LSTM" or k != "query_cell"}
+        without = R.decoder_step(reference, token, state, keys, False)[0] if model_type == "RNN" else None
+    expect.true(not (isinstance(out, torch.Tensor) and without is not None and out.shape == without.shape
+                     and torch.allclose(out.double(), without.double(), atol=1e-5)),
+                "the decoder ignores attention=True: its output is that of the decoder without attention",
+                "attention flag ignored")
+    expect.close(out, want_out, f"the decoder output with attention ({model_type})", diagnoses=variants)
+    got_h = new_state[0] if model_type == "LSTM" and isinstance(new_state, (tuple, list)) else new_state
+    expect.close(got_h, want_state[0] if model_type == "LSTM" else want_state, f"the decoder's new hidden state ({model_type})")
+
+
+@pytest.mark.points(2)
+@pytest.mark.visibility("after_published")
+def test_decoder_attention_rnn(sub, ref, gen):
+    """Decoder with attention (RNN): context from cosine attention, Linear([context; embedded]), then the RNN"""
+    check_decoder(sub, ref, gen, "RNN")
+
+
+@pytest.mark.points(2)
+@pytest.mark.visibility("after_published")
+def test_decoder_attention_lstm(sub, ref, gen):
+    """Decoder with attention (LSTM): the query is the hidden state h"""
+    check_decoder(sub, ref, gen, "LSTM")

@@ -1,0 +1,75 @@
+"""Threshold tests: the student's models, trained briefly on the generated toy language, must learn.
+
+The worker trains (assignments/seq2seq_translation/recipes.py) and returns the trained model's
+scores on the validation sources; the perplexity against the validation targets (which never
+reach the worker) is computed here. Budgets and thresholds are in assignment.toml, calibrated
+as CALIBRATION.md records.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from dlgrade.harness import expect
+from graders.seq2seq_translation import thresholds
+
+
+def _train(sub, name: str, seed: int, record: dict[str, Any]) -> tuple[float, thresholds.Budget]:
+    b = thresholds.budget(name)
+    d = thresholds.data(seed, tuple(sorted(b.data_args.items())))
+    kw = {"model_args": thresholds.model_args(b, d), "train_src": d["train_src"], "train_tgt": d["train_tgt"],
+          "valid_src": d["valid_src"], "steps": b.steps, "batch_size": b.batch_size, "lr": b.lr, "seed": seed}
+    out = sub.run_recipe(b.recipe, **({"kind": b.kind} if b.kind else {}), **kw)
+    expect.true(isinstance(out, dict) and "valid_scores" in out, "the training recipe returned a malformed result")
+    losses = out.get("train_losses")
+    if isinstance(losses, list):
+        record["train_losses"] = [float(x) for x in losses[:1000] if isinstance(x, (int, float)) and math.isfinite(x)]
+        record["log_every"] = out.get("log_every", 1)
+    if out.get("diverged"):
+        expect.fail("training diverged: the loss became NaN or infinite", "training diverged")
+    ppl = thresholds.perplexity(out["valid_scores"], d["valid_tgt"], log_probs=b.recipe == "train_seq2seq")
+    record.update(metric="validation perplexity", value=ppl, threshold=b.threshold, better="lower")
+    return ppl, b
+
+
+@pytest.mark.part("attention")
+@pytest.mark.points(2)
+@pytest.mark.visibility("visible")
+@pytest.mark.time_limit(60)
+def test_seq2seq_reaches_perplexity(sub, seed, record):
+    """Training: your LSTM Seq2Seq with attention reaches the perplexity threshold on the toy language"""
+    ppl, b = _train(sub, "seq2seq", seed, record)
+    expect.true(ppl <= b.threshold,
+                f"after {b.steps} training steps your LSTM encoder/decoder with attention reaches a validation perplexity "
+                f"of {ppl:.2f}; it must be at most {b.threshold:.2f}. The toy language reorders words, so the decoder "
+                "needs the attention context: check that it reaches the recurrent layer.", "the Seq2Seq model does not learn")
+
+
+@pytest.mark.part("transformer")
+@pytest.mark.points(2)
+@pytest.mark.visibility("visible")
+@pytest.mark.time_limit(60)
+def test_transformer_reaches_perplexity(sub, seed, record):
+    """Training: your encoder-only Transformer reaches the perplexity threshold on the toy language"""
+    ppl, b = _train(sub, "transformer", seed, record)
+    expect.true(ppl <= b.threshold,
+                f"after {b.steps} training steps your TransformerTranslator reaches a validation perplexity of {ppl:.2f}; "
+                f"it must be at most {b.threshold:.2f}. Word order matters in this language: check the position "
+                "embeddings and the attention.", "the Transformer does not learn")
+
+
+@pytest.mark.part("full_transformer")
+@pytest.mark.points(2)
+@pytest.mark.visibility("visible")
+@pytest.mark.time_limit(60)
+def test_full_transformer_reaches_perplexity(sub, seed, record):
+    """Training: your full Transformer's greedy translations reach the perplexity threshold"""
+    ppl, b = _train(sub, "full_transformer", seed, record)
+    expect.true(ppl <= b.threshold,
+                f"after {b.steps} training steps the greedy translations of your FullTransformerTranslator "
+                f"(generate_translation) reach a validation perplexity of {ppl:.2f}; it must be at most {b.threshold:.2f}. "
+                "A model that may look at the target tokens it predicts (no causal mask) learns to copy them and "
+                "fails when it has to generate.", "the full Transformer does not learn to generate")

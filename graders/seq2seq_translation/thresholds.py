@@ -1,0 +1,96 @@
+"""Threshold tests' trusted side: budgets from assignment.toml, the generated data, the metric.
+
+The worker trains the student's models (``assignments/seq2seq_translation/recipes.py``) and
+returns their scores on the validation sources; the validation targets stay here, and the
+perplexity is computed here: exp of the mean negative log-likelihood of the real (non-pad)
+target tokens.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dlgrade.errors import BadAnswer
+
+ASSIGNMENT_DIR = Path(__file__).resolve().parents[2] / "assignments" / "seq2seq_translation"
+PAD = 1
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One threshold test: which model, its size, the data, the training budget and the threshold."""
+
+    recipe: str
+    kind: str
+    model_args: dict[str, Any]
+    data_args: dict[str, Any]
+    steps: int
+    batch_size: int
+    lr: float
+    threshold: float
+
+
+def budget(name: str) -> Budget:
+    """``[thresholds.<name>]`` of assignment.toml."""
+    raw = tomllib.loads((ASSIGNMENT_DIR / "assignment.toml").read_text())["thresholds"][name]
+    return Budget(str(raw["recipe"]), str(raw.get("kind", "")), dict(raw["model_args"]), dict(raw.get("data_args", {})),
+                  int(raw["steps"]), int(raw["batch_size"]), float(raw["lr"]), float(raw["threshold"]))
+
+
+def translation_data() -> ModuleType:
+    """The released data module, loaded under a private name (it is given code, not the student's)."""
+    name = "_dlgrade_seq2seq_translation_data"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ASSIGNMENT_DIR / "translation_data.py")
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses look their module up while the class is created
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+@lru_cache(maxsize=8)
+def data(seed: int, data_args: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """Train/validation tensors of ``make_dataset(seed, **data_args)`` and the vocabulary sizes."""
+    d = translation_data().make_dataset(seed, **dict(data_args))
+    return {"train_src": d.train_src, "train_tgt": d.train_tgt, "valid_src": d.valid_src, "valid_tgt": d.valid_tgt,
+            "src_vocab": len(d.src_vocab), "tgt_vocab": len(d.tgt_vocab)}
+
+
+def model_args(b: Budget, d: dict[str, Any]) -> dict[str, Any]:
+    return {"src_vocab": d["src_vocab"], "tgt_vocab": d["tgt_vocab"], **b.model_args}
+
+
+def perplexity(scores: Any, valid_tgt: torch.Tensor, log_probs: bool) -> float:
+    """exp(mean NLL of the real target tokens) from (M, T, V) scores the worker returned."""
+    m, t = valid_tgt.shape
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 3 or tuple(scores.shape[:2]) != (m, t):
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise BadAnswer(f"the trained model's validation scores have shape {got}, expected ({m}, {t}, vocabulary)")
+    if not scores.is_floating_point():
+        raise BadAnswer("the trained model's validation scores are not floating point")
+    flat = scores.reshape(m * t, -1).double()
+    if int(valid_tgt.max()) >= flat.shape[1]:
+        raise BadAnswer(f"the trained model scores {flat.shape[1]} target words; the target vocabulary is larger")
+    if not log_probs:
+        flat = F.log_softmax(flat, dim=-1)
+    flat = torch.nan_to_num(flat, nan=-math.inf)
+    nll = float(F.nll_loss(flat, valid_tgt.reshape(-1), ignore_index=PAD))
+    if not math.isfinite(nll) or nll > 700:  # exp overflows past ~709
+        return math.inf
+    return math.exp(nll)
