@@ -141,7 +141,7 @@ def pinned_requirements(roots: tuple[str, ...] = RUNTIME) -> tuple[str, ...]:
             lines.append(f"{name}{asked.specifier}{_marker(pythons)}")
             continue
         # a pin newer than some Python supports (networkx 3.6 needs 3.11) leaves that Python to pip's choice
-        supported = SpecifierSet(dist.metadata.get("Requires-Python") or "")
+        supported = SpecifierSet((dist.metadata["Requires-Python"] if "Requires-Python" in dist.metadata else "") or "")
         fits = [py for py in pythons if supported.contains(py + ".0")]
         if fits:
             lines.append(f"{name}=={dist.version.split('+')[0]}{_marker(fits)}")  # 2.13.0+cpu: setup.sh picks the CPU build
