@@ -7,7 +7,7 @@ ASSIGNMENT ?= lstm_lm_vit
 SUBMISSIONS ?= dist/demo/submissions
 OUT    ?= dist/results
 
-.PHONY: setup test lint demo release grade validate bench clean
+.PHONY: setup test lint demo release grade validate bench clean sandbox-image sandbox-image-gpu docker
 
 setup: $(STAMP)
 
@@ -40,6 +40,17 @@ demo: setup
 	$(BIN)/python scripts/demo_submissions.py $(ASSIGNMENT) dist/demo/submissions
 	$(BIN)/dlgrade grade $(ASSIGNMENT) dist/demo/submissions --out dist/demo/results -j 2 --seed 2026
 	@echo "Demo done: student release in dist/$(ASSIGNMENT)/student.zip, results in dist/demo/results/<student>/results.json, grades in dist/demo/results/grades.csv"
+
+# The docker sandbox's image, built offline (debootstrap + a local wheelhouse; see sandbox/README.md).
+# Cached by content: a second run with nothing changed takes a second. Set DLGRADE_BASE_IMAGE=python:3.11-slim
+# to build FROM a registry image instead.
+sandbox-image: setup
+	bash scripts/start_docker.sh
+	PYTHON=$(BIN)/python bash sandbox/build.sh cpu
+
+# GPU image: needs a CUDA base from a registry, e.g. DLGRADE_BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu22.04
+sandbox-image-gpu: setup
+	PYTHON=$(BIN)/python DLGRADE_NO_WHEELHOUSE=1 bash sandbox/build.sh gpu
 
 bench: setup
 	$(BIN)/python scripts/bench.py $(ASSIGNMENT)

@@ -7,9 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlgrade import __version__
-from dlgrade.errors import ConfigError
+from dlgrade.errors import ConfigError, SandboxUnavailable
+
+if TYPE_CHECKING:
+    from dlgrade.config import AssignmentConfig
+    from dlgrade.grade import GradeOptions
 
 
 def _console():  # type: ignore[no-untyped-def]
@@ -26,18 +31,32 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def grade_options(args: argparse.Namespace) -> tuple[AssignmentConfig, GradeOptions]:
+    """The assignment (with command-line limits) and the grading options of `dlgrade grade`."""
+    from dlgrade.config import load_assignment
+    from dlgrade.grade import GradeOptions
+
+    cfg = load_assignment(args.assignment).with_limits(memory_mb=args.memory_mb, call_timeout_s=args.call_timeout,
+                                                       submission_timeout_s=args.submission_timeout, cpus=args.cpus,
+                                                       processes=args.pids)
+    if args.gpus and args.sandbox != "docker":
+        raise ValueError("--gpus is for --sandbox docker; with the process sandbox use --device cuda")
+    device = args.device or ("cuda" if args.gpus else "cpu")
+    backend_options = (("gpus", args.gpus), ("image", args.image), ("cpus", args.cpus), ("pids", args.pids))
+    opts = GradeOptions(sandbox=args.sandbox, seed=args.seed, jobs=args.jobs, force=args.force, device=device,
+                        backend_options=tuple((k, v) for k, v in backend_options if v is not None))
+    return cfg, opts
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from dlgrade.config import load_assignment
-    from dlgrade.grade import GradeOptions, grade_batch
+    from dlgrade.grade import grade_batch
     from dlgrade.intake import find_submissions
 
-    cfg = load_assignment(args.assignment).with_limits(memory_mb=args.memory_mb, call_timeout_s=args.call_timeout,
-                                                       submission_timeout_s=args.submission_timeout)
+    cfg, opts = grade_options(args)
     out = Path(args.out)
-    opts = GradeOptions(sandbox=args.sandbox, seed=args.seed, jobs=args.jobs, force=args.force)
     total = len(find_submissions(Path(args.path), cfg))
     console = _console()
     with Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -138,15 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
     g = sp.add_parser("grade", help="grade one submission or a folder of submissions")
     g.add_argument("assignment")
     g.add_argument("path", help="a submission (folder or zip) or a folder with one entry per student")
-    g.add_argument("--sandbox", choices=["process", "inprocess"], default="process")
+    g.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process",
+                   help="process (default), docker (one container per submission) or inprocess (authoring only)")
     g.add_argument("--out", default="dist/results")
     g.add_argument("--seed", type=int, default=None, help="input seed (default: a fresh one, recorded in the results)")
     g.add_argument("-j", "--jobs", type=int, default=1)
-    g.add_argument("--force", action=argparse.BooleanOptionalAction, default=True,
-                   help="regrade students whose results are complete (default); --no-force skips them")
+    g.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
+                   help="regrade students whose results are already complete (default: skip them)")
     g.add_argument("--memory-mb", type=int, default=None)
+    g.add_argument("--cpus", type=int, default=None, help="CPUs per worker (its torch threads; a CPU quota in docker)")
+    g.add_argument("--pids", type=int, default=None, help="process limit per worker")
     g.add_argument("--call-timeout", type=float, default=None)
     g.add_argument("--submission-timeout", type=float, default=None)
+    g.add_argument("--gpus", default=None, metavar="all|N",
+                   help="docker: give each container GPUs (all, or a count); the worker then trains on cuda")
+    g.add_argument("--image", default=None, help="docker: sandbox image (default: dlgrade-sandbox:cpu, :gpu with --gpus)")
+    g.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="where the worker trains (default: cpu; cuda with --gpus); falls back to cpu with a warning")
     g.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write student reports and the class summary under OUT/reports (default: on; --no-report skips)")
     g.set_defaults(func=cmd_grade)
@@ -162,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sp.add_parser("validate", help="reference = full marks, skeleton = 0, every catalogued bug loses points")
     v.add_argument("assignment")
-    v.add_argument("--sandbox", choices=["process", "inprocess"], default="process")
+    v.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process")
     v.add_argument("--out", default="dist")
     v.add_argument("--seed", type=int, default=None)
     v.add_argument("--only", nargs="*", default=None, help="case names (reference, skeleton, or bug names)")
@@ -189,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, SandboxUnavailable) as exc:
         print(f"dlgrade: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -57,6 +57,7 @@ class Hostile:
     content: str | None = None
     delete: bool = False
     stdout: str | None = None
+    stdout_docker: str | None = None   # what is printed instead in the docker sandbox
     serial: bool = False
 
     def expanded(self, text: str | None, placeholders: dict[str, str]) -> str | None:
@@ -228,3 +229,42 @@ def cfg() -> AssignmentConfig:
 @pytest.fixture(scope="session")
 def hostile_fixtures() -> list[Hostile]:
     return load_hostile()
+
+
+# ----------------------------------------------------------------------------- docker
+
+SANDBOX_IMAGE = "dlgrade-sandbox:cpu"
+
+
+def docker_problem() -> str | None:
+    """Why the docker sandbox cannot run here (None: it can)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as exc:
+        return f"no Docker engine ({type(exc).__name__}); .ci/run starts one"
+    try:
+        client.images.get(SANDBOX_IMAGE)
+    except Exception:
+        return f"the image {SANDBOX_IMAGE} is not built (make sandbox-image)"
+    return None
+
+
+def require_docker() -> None:
+    """Skip without a Docker engine and image, except in CI, which must run the docker tests."""
+    problem = docker_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the docker tests: {problem}")
+    pytest.skip(problem)
+
+
+def docker_containers(batch: str | None = None) -> list[str]:
+    """Ids of the dlgrade worker containers that exist (running or not), of one batch or all."""
+    import docker
+
+    label = f"dlgrade.batch={batch}" if batch else "dlgrade.worker"
+    return [c.short_id for c in docker.from_env().containers.list(all=True, filters={"label": [label]})]

@@ -1,6 +1,6 @@
-"""End-to-end: hostile and broken submissions graded by the CLI with the `process` sandbox.
+"""End-to-end: hostile and broken submissions graded by the CLI, in the `process` and `docker` sandboxes.
 
-Every fixture of ``fixtures/lstm_lm_vit/hostile.toml`` is graded in one batch (one folder per
+For each sandbox, every fixture of ``fixtures/lstm_lm_vit/hostile.toml`` is graded in one batch (one folder per
 fixture, two at a time, short time limits so that infinite loops are cheap; fixtures marked
 `serial` in a second batch of their own). Whatever a submission does, the batch must finish,
 each student must get a valid Gradescope results.json with the expected score and a specific
@@ -26,9 +26,11 @@ from conftest import (
     CliRun,
     Hostile,
     check_gradescope,
+    docker_containers,
     grade_cli,
     load_hostile,
     materialise,
+    require_docker,
     secret_lines,
     visible_text,
 )
@@ -98,6 +100,7 @@ def zipped_project(cfg, path: Path) -> None:  # type: ignore[no-untyped-def]
 
 @dataclass(frozen=True)
 class Batch:
+    sandbox: str
     runs: dict[str, CliRun]          # student -> the run that graded it
     outs: tuple[Path, ...]
     placeholders: dict[str, str]
@@ -110,17 +113,21 @@ class Batch:
         return self.runs[student].student_output(student)
 
 
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory, cfg) -> Batch:  # type: ignore[no-untyped-def]
-    """Two batches: most fixtures two at a time (-j 2), then the `serial` ones alone."""
-    base = tmp_path_factory.mktemp("hostile")
+@pytest.fixture(scope="module", params=["process", pytest.param("docker", marks=pytest.mark.docker)])
+def batch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cfg) -> Batch:  # type: ignore[no-untyped-def]
+    """Two batches per sandbox: most fixtures two at a time (-j 2), then the `serial` ones alone."""
+    sandbox = request.param
+    if sandbox == "docker":
+        require_docker()
+    base = tmp_path_factory.mktemp(f"hostile-{sandbox}")
     out, out_serial = base / "results", base / "results-serial"
     listener = Listener()
     placeholders = {"OUT": str(out), "ROOT": str(ROOT), "PORT": str(listener.port)}
     for fixture in FIXTURES:
         materialise(cfg, fixture, base / ("serial" if fixture.serial else "submissions"), placeholders)
     zipped_project(cfg, base / "submissions" / f"{ZIPPED}.zip")
-    limits = ("--seed", str(SEED), "--call-timeout", str(CALL_TIMEOUT), "--submission-timeout", str(SUBMISSION_TIMEOUT))
+    limits = ("--seed", str(SEED), "--call-timeout", str(CALL_TIMEOUT), "--submission-timeout", str(SUBMISSION_TIMEOUT),
+              "--sandbox", sandbox, "--no-report")
     try:
         parallel = grade_cli(base / "submissions", out, *limits, "--jobs", "2", timeout=1200)
         serial = grade_cli(base / "serial", out_serial, *limits, timeout=600)
@@ -129,7 +136,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory, cfg) -> Batch:  # type: igno
         listener.close()
     runs = {f.name: serial if f.serial else parallel for f in FIXTURES}
     runs[ZIPPED] = parallel
-    return Batch(runs, (out, out_serial), placeholders, listener)
+    return Batch(sandbox, runs, (out, out_serial), placeholders, listener)
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +169,9 @@ def test_hostile_submission(batch: Batch, fixture: Hostile, leaks: tuple[set[str
     assert message and message in outputs, f"{fixture.name}: {message!r} not in the results:\n{outputs[:3000]}"
 
     printed = batch.student_output(fixture.name)
-    if fixture.stdout is not None:
-        wanted = _expanded(fixture, fixture.stdout, batch)
+    expected_stdout = fixture.stdout_docker if batch.sandbox == "docker" and fixture.stdout_docker else fixture.stdout
+    if expected_stdout is not None:
+        wanted = _expanded(fixture, expected_stdout, batch)
         assert wanted and wanted in printed, f"{fixture.name}: {wanted!r} not printed:\n{printed[:3000]}"
 
     # no hostile action worked, and nothing secret reached the student
@@ -215,6 +223,9 @@ def test_results_cannot_be_forged_from_the_worker(batch: Batch) -> None:
             assert data["extra_data"]["student"] == path.parent.name, f"{path} was not written by the grader"
             assert data["score"] <= data["extra_data"]["max_score"]
         assert "9999" not in (out / "grades.csv").read_text()
+    if batch.sandbox == "docker":  # the daemon lived in the worker's container, which is gone
+        assert docker_containers() == [], "containers of the batch are left behind"
+        return
     printed = batch.student_output("writes_results_json")
     daemons = [int(line.split()[1]) for line in printed.splitlines() if line.startswith("HOSTILE-DAEMON ")]
     assert daemons, "the fixture's daemon did not start"
@@ -243,18 +254,21 @@ def test_import_failure_is_remembered(batch: Batch) -> None:
     assert len(slow) <= 1, [t["nodeid"] for t in slow]
 
 
-def test_same_seed_same_results_in_process_and_inprocess(batch: Batch, tmp_path: Path, cfg) -> None:  # type: ignore[no-untyped-def]
-    """Same seed, same submission: an `inprocess` run and a second `process` run agree with the batch.
+def test_same_seed_same_results_across_sandboxes(batch: Batch, tmp_path: Path, cfg) -> None:  # type: ignore[no-untyped-def]
+    """Same seed, same submission, same results: `inprocess` and a second `process` run agree with the
+    process batch; a `process` run agrees with the docker batch.
 
     `wrong_values` fails some tests with messages that carry numbers computed from the seeded
     inputs, so equal outputs mean equal inputs; its other tests pass like the reference's.
     """
     fixtures = {f.name: f for f in FIXTURES}
-    for sandbox, names in (("inprocess", ("passes_all", "wrong_values")), ("process", ("wrong_values",))):
+    others = {"process": (("inprocess", ("passes_all", "wrong_values")), ("process", ("wrong_values",))),
+              "docker": (("process", ("passes_all", "wrong_values")),)}[batch.sandbox]
+    for sandbox, names in others:
         for name in names:
             materialise(cfg, fixtures[name], tmp_path / sandbox, batch.placeholders)
         run = grade_cli(tmp_path / sandbox, tmp_path / f"{sandbox}-results", "--seed", str(SEED), "--sandbox", sandbox,
-                        "--call-timeout", str(CALL_TIMEOUT * 4))
+                        "--call-timeout", str(CALL_TIMEOUT * 4), "--no-report")
         for name in names:
             first, again = batch.results(name), run.results(name)
             assert again["score"] == first["score"], f"{name} under {sandbox}"

@@ -120,7 +120,10 @@ def _write_files(root: str, files: dict[str, bytes], uid: int | None, gid: int |
 def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str]]:
     """Apply the sandbox to this process; returns (submission dir, warnings)."""
     warnings: list[str] = []
-    os.setsid()
+    try:
+        os.setsid()
+    except PermissionError:  # already a process-group leader (under a container's init)
+        pass
     privileged = os.geteuid() == 0 and cfg.get("isolate", True)
     isolated = False
     if privileged and not cfg.get("namespaces", True):
