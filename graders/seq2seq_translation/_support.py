@@ -146,14 +146,20 @@ def accepts(sig: list[tuple[str, str, bool]] | None, name: str) -> bool:
     return sig is not None and any(n == name or kind == "VAR_KEYWORD" for n, kind, _ in sig)
 
 
-def new_decoder(sub: Submission, emb: int, enc_h: int, dec_h: int, vocab: int, model_type: str, attention: bool) -> RemoteObject:
-    """The student's Decoder; `attention` goes to __init__ when it takes it (older versions only read it in forward)."""
+def new_decoder(sub: Submission, emb: int, enc_h: int, dec_h: int, vocab: int, model_type: str,
+                attention: bool) -> tuple[RemoteObject, bool]:
+    """The student's Decoder, and whether it has the attention layer.
+
+    `attention` goes to __init__ when it takes it; older versions of the course read it only in
+    forward, and always create the attention layer.
+    """
     kw: dict[str, Any] = {"dropout": 0.0, "model_type": model_type}
-    if accepts(sub.signature("models.seq2seq.Decoder.Decoder"), "attention"):
+    in_init = accepts(sub.signature("models.seq2seq.Decoder.Decoder"), "attention")
+    if in_init:
         kw["attention"] = attention
     dec = sub.new("models.seq2seq.Decoder.Decoder", emb, enc_h, dec_h, vocab, **kw)
     dec.call("eval")
-    return dec
+    return dec, attention or not in_init
 
 
 def decoder_step(dec: RemoteObject, input: torch.Tensor, hidden: Any, encoder_outputs: torch.Tensor | None, attention: bool) -> Any:

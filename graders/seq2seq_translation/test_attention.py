@@ -31,7 +31,7 @@ def attention_inputs(gen):
 
 
 def weights_of(sub, gen):
-    dec = new_decoder(sub, EMB, H, H, V, "RNN", attention=True)
+    dec, _ = new_decoder(sub, EMB, H, H, V, "RNN", attention=True)
     query, keys = attention_inputs(gen)
     got = dec.call("compute_attention", query, keys)
     return got, query, keys
@@ -74,7 +74,7 @@ DECODER_DIAGNOSES = {
 
 
 def check_decoder(sub, ref, gen, model_type):
-    dec = new_decoder(sub, EMB, H, H, V, model_type, attention=True)
+    dec, _ = new_decoder(sub, EMB, H, H, V, model_type, attention=True)
     reference = ref.module(MODULES["decoder"]).Decoder(EMB, H, H, V, dropout=0.0, model_type=model_type, attention=True).eval()
     transplant(dec, reference, gen, f"Decoder (model_type={model_type!r}, attention=True)", HINT)
     token = torch.randint(0, V, (B, 1), generator=gen)

@@ -29,9 +29,10 @@ def make_encoder(sub, ref, gen, model_type, enc_h, dec_h):
 
 
 def make_decoder(sub, ref, gen, model_type, h, attention):
-    dec = new_decoder(sub, EMB, h, h, V_TGT, model_type, attention)
+    dec, has_layer = new_decoder(sub, EMB, h, h, V_TGT, model_type, attention)
+    # the reference module only holds the weights (R.decoder_step says whether attention is used)
     reference = ref.module(MODULES["decoder"]).Decoder(EMB, h, h, V_TGT, dropout=0.0, model_type=model_type,
-                                                       attention=attention).eval()
+                                                       attention=has_layer).eval()
     transplant(dec, reference, gen, f"Decoder (model_type={model_type!r}, attention={attention})", DEC_HINT)
     return dec, reference
 

@@ -1,0 +1,59 @@
+"""The hidden suite of seq2seq_translation, proven by running it.
+
+- `dlgrade validate` on a subset of the bug catalogue (the whole catalogue takes about ten
+  minutes on one CPU): the reference scores full marks, the skeleton 0, each bug loses points
+  and fails the tests it names; the subset holds the bugs the threshold tests must catch.
+- Correct submissions written differently from the reference get full marks. Each fixture in
+  tests/fixtures/seq2seq_translation/full_marks/ is a patch against the reference (markers
+  removed), named by how it differs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlgrade.config import find_root, load_assignment
+from dlgrade.grade import grade_one
+from dlgrade.release import reference_submission
+from dlgrade.sandbox import get_backend
+from dlgrade.validate import materialise
+
+ROOT = find_root(Path(__file__).parent)
+PATCHES = sorted((ROOT / "tests" / "fixtures" / "seq2seq_translation" / "full_marks").glob("*.patch"))
+BUGS = ["rnn_output_from_new_hidden", "lstm_no_forget_gate", "encoder_lstm_transforms_cell", "attention_dot_product",
+        "decoder_ignores_attention", "seq2seq_feeds_source", "transformer_no_position", "transformer_unscaled_scores",
+        "full_no_causal_mask", "full_no_padding_masks", "theory_uses_autograd"]
+
+
+@pytest.mark.slow
+def test_validate_proves_the_suite(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "dlgrade", "validate", "seq2seq_translation", "--out", str(tmp_path),
+                          "--seed", "7", "--only", "reference", "skeleton", *BUGS],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-3000:]
+    cases = {c["name"]: c for c in json.loads((tmp_path / "seq2seq_translation" / "validate" / "validate.json").read_text())}
+    assert set(cases) == {"reference", "skeleton", *(f"bug-{b}" for b in BUGS)}
+    assert all(c["ok"] for c in cases.values())
+    assert cases["reference"]["score"] == cases["reference"]["max_score"] > 0
+    assert cases["skeleton"]["score"] == 0
+
+
+@pytest.mark.slow
+def test_differently_written_correct_submissions_get_full_marks(tmp_path: Path) -> None:
+    cfg = load_assignment("seq2seq_translation", ROOT)
+    assert len(PATCHES) >= 3
+    backend = get_backend("process")
+    try:
+        for patch in PATCHES:
+            folder = materialise(reference_submission(cfg), tmp_path / "subs" / patch.stem)
+            subprocess.run(["patch", "-s", "-p1", "-d", str(folder), "-i", str(patch)], check=True)
+            result = grade_one(cfg, backend, folder, 11, tmp_path / "out")
+            failed = {t.name: t.output for t in result.tests if t.status != "passed"}
+            assert result.score == result.max_score, f"{patch.stem}: {failed}"
+    finally:
+        backend.shutdown()
