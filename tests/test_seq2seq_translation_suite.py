@@ -57,3 +57,26 @@ def test_differently_written_correct_submissions_get_full_marks(tmp_path: Path) 
             assert result.score == result.max_score, f"{patch.stem}: {failed}"
     finally:
         backend.shutdown()
+
+
+@pytest.mark.slow
+def test_forbidden_lstm_and_missing_theory_cost_only_their_parts(tmp_path: Path) -> None:
+    """nn.LSTM inside the hand-written LSTM fails the lstm part only (the Encoder may use it); no theory.py fails theory only."""
+    cfg = load_assignment("seq2seq_translation", ROOT)
+    files = reference_submission(cfg)
+    del files["theory.py"]
+    files["models/naive/LSTM.py"] = files["models/naive/LSTM.py"].replace(
+        b"        return h_t, c_t\n",
+        b"        _, (h, c) = nn.LSTM(self.input_size, self.hidden_size, batch_first=True)(x)\n        return h[0], c[0]\n")
+    folder = materialise(files, tmp_path / "sub")
+    backend = get_backend("process")
+    try:
+        result = grade_one(cfg, backend, folder, 5, tmp_path / "out")
+    finally:
+        backend.shutdown()
+    failed = {t.part for t in result.tests if t.status != "passed"}
+    assert failed == {"lstm", "theory"}, [(t.name, t.output[:200]) for t in result.tests if t.status != "passed"]
+    lstm = [t for t in result.tests if t.part == "lstm"]
+    assert all(t.score == 0 and "torch.nn.LSTM" in t.output for t in lstm)
+    assert any("theory.py is missing" in t.output for t in result.tests if t.part == "theory")
+    assert not result.grader_errors

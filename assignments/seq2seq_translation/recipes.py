@@ -67,8 +67,9 @@ def _nll(scores, target, log_probs):
     return F.nll_loss(flat, target.reshape(-1), ignore_index=PAD)
 
 
-def _train(model, step_scores, log_probs, src, tgt, steps, batch_size, lr, seed, clip):
-    """Adam over mini-batches drawn from a private generator; stops at a non-finite loss."""
+def _train(model, step_scores, log_probs, src, tgt, steps, batch_size, lr, seed, clip, decay=False):
+    """Adam over mini-batches drawn from a private generator (with `decay`, the learning rate falls
+    linearly to 0 over the steps); stops at a non-finite loss."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
@@ -84,6 +85,9 @@ def _train(model, step_scores, log_probs, src, tgt, steps, batch_size, lr, seed,
             perm, pos = torch.randperm(n, generator=gen), 0
         index = perm[pos : pos + batch_size]
         pos += batch_size
+        if decay:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * (1.0 - step / steps)
         loss = _nll(step_scores(src[index], tgt[index]), tgt[index], log_probs)
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -110,14 +114,15 @@ def _result(model, predict, valid_src, losses, diverged, diverged_at, seconds, e
     return {"valid_scores": scores, "train_losses": losses, "seconds": seconds, "diverged": diverged, "diverged_at": diverged_at}
 
 
-def train_seq2seq(ctx, *, model_args, train_src, train_tgt, valid_src, steps, batch_size, lr, seed, clip=0.5):
+def train_seq2seq(ctx, *, model_args, train_src, train_tgt, valid_src, steps, batch_size, lr, seed, clip=0.5, decay=False):
     """Train the student's Seq2Seq (greedy decoding, as its forward does) and score the validation sources.
 
     Args:
         model_args: src_vocab, tgt_vocab, emb_size, encoder_hidden_size, decoder_hidden_size,
             dropout, model_type ("RNN" or "LSTM"), attention (bool).
         train_src, train_tgt: LongTensor (N, T); valid_src: LongTensor (M, T).
-        steps, batch_size, lr, seed, clip: the budget (Adam, gradient-norm clipping).
+        steps, batch_size, lr, seed, clip, decay: the budget (Adam, gradient-norm clipping, linear decay of the
+            learning rate to 0).
 
     Returns:
         {"valid_scores": (M, T, V) log-probabilities or None if training diverged,
@@ -126,7 +131,7 @@ def train_seq2seq(ctx, *, model_args, train_src, train_tgt, valid_src, steps, ba
     ctx.seed(int(seed))
     model = build_seq2seq(ctx, model_args).to(ctx.device)
     src, tgt = train_src.to(ctx.device).long(), train_tgt.to(ctx.device).long()
-    out = _train(model, lambda s, t: model(s), True, src, tgt, steps, batch_size, lr, seed, clip)
+    out = _train(model, lambda s, t: model(s), True, src, tgt, steps, batch_size, lr, seed, clip, decay)
     return _result(model, lambda s: model(s.to(ctx.device).long()), valid_src, *out)
 
 

@@ -95,13 +95,9 @@ def run(name: str, ctx: LocalContext, seed: int, overrides: dict[str, Any]) -> t
     """(perplexity, seconds) of one training run, computed exactly as the hidden test does."""
     b = thresholds.budget(name)
     d = thresholds.data(seed, tuple(sorted(b.data_args.items())))
-    args = {**thresholds.model_args(b, d), **overrides}
-    common = {"model_args": args, "train_src": d["train_src"], "train_tgt": d["train_tgt"], "valid_src": d["valid_src"],
-              "steps": b.steps, "batch_size": b.batch_size, "lr": b.lr, "seed": seed}
-    if b.recipe == "train_seq2seq":
-        out = recipes().train_seq2seq(ctx, **common)
-    else:
-        out = recipes().train_transformer(ctx, kind=b.kind, **common)
+    kw = thresholds.recipe_kwargs(b, d, seed)
+    kw["model_args"] = {**kw["model_args"], **overrides}
+    out = getattr(recipes(), b.recipe)(ctx, **kw)
     if out["diverged"]:
         return float("inf"), out["seconds"]
     return thresholds.perplexity(out["valid_scores"], d["valid_tgt"], log_probs=b.recipe == "train_seq2seq"), out["seconds"]

@@ -20,9 +20,7 @@ from graders.seq2seq_translation import thresholds
 def _train(sub, name: str, seed: int, record: dict[str, Any]) -> tuple[float, thresholds.Budget]:
     b = thresholds.budget(name)
     d = thresholds.data(seed, tuple(sorted(b.data_args.items())))
-    kw = {"model_args": thresholds.model_args(b, d), "train_src": d["train_src"], "train_tgt": d["train_tgt"],
-          "valid_src": d["valid_src"], "steps": b.steps, "batch_size": b.batch_size, "lr": b.lr, "seed": seed}
-    out = sub.run_recipe(b.recipe, **({"kind": b.kind} if b.kind else {}), **kw)
+    out = sub.run_recipe(b.recipe, **thresholds.recipe_kwargs(b, d, seed))
     expect.true(isinstance(out, dict) and "valid_scores" in out, "the training recipe returned a malformed result")
     losses = out.get("train_losses")
     if isinstance(losses, list):

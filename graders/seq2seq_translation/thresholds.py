@@ -43,13 +43,15 @@ class Budget:
     batch_size: int
     lr: float
     threshold: float
+    decay: bool = False  # linear decay of the learning rate to 0 (recipe train_seq2seq)
 
 
 def budget(name: str) -> Budget:
     """``[thresholds.<name>]`` of assignment.toml."""
     raw = tomllib.loads((ASSIGNMENT_DIR / "assignment.toml").read_text())["thresholds"][name]
     return Budget(str(raw["recipe"]), str(raw.get("kind", "")), dict(raw["model_args"]), dict(raw.get("data_args", {})),
-                  int(raw["steps"]), int(raw["batch_size"]), float(raw["lr"]), float(raw["threshold"]))
+                  int(raw["steps"]), int(raw["batch_size"]), float(raw["lr"]), float(raw["threshold"]),
+                  bool(raw.get("decay", False)))
 
 
 def translation_data() -> ModuleType:
@@ -74,6 +76,17 @@ def data(seed: int, data_args: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
 
 def model_args(b: Budget, d: dict[str, Any]) -> dict[str, Any]:
     return {"src_vocab": d["src_vocab"], "tgt_vocab": d["tgt_vocab"], **b.model_args}
+
+
+def recipe_kwargs(b: Budget, d: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Keyword arguments of the budget's recipe (recipes.py) for data `d`."""
+    kw: dict[str, Any] = {"model_args": model_args(b, d), "train_src": d["train_src"], "train_tgt": d["train_tgt"],
+                          "valid_src": d["valid_src"], "steps": b.steps, "batch_size": b.batch_size, "lr": b.lr, "seed": seed}
+    if b.kind:
+        kw["kind"] = b.kind
+    if b.decay:
+        kw["decay"] = True
+    return kw
 
 
 def perplexity(scores: Any, valid_tgt: torch.Tensor, log_probs: bool) -> float:
