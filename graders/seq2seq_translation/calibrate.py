@@ -5,15 +5,16 @@ usage: python graders/seq2seq_translation/calibrate.py [--seeds 0 1 2 3 4 5] [--
 For every seed, trains the reference and each known-bad model (bugs from bugs.toml applied to
 the reference, plus the reference Seq2Seq without attention) with the recipes and budgets the
 hidden tests use, and measures the perplexity the grader computes. Prints a table; with
---write also records it in CALIBRATION.md. The threshold is placed midway between the worst
-reference run and the best run of the required bad models, and the script checks that this
-separates them on every seed.
+--write also records it in CALIBRATION.md. The threshold is placed midway, in loss (the log of
+the perplexity), between the worst reference run and the best run of the required bad models,
+and the script checks that this separates them on every seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import statistics
 import sys
 import tempfile
@@ -148,11 +149,13 @@ def main() -> None:
         ref = table["reference"]
         bad = [v for n in REQUIRED_BAD[kind] for v in table[n]]
         worst_ref, best_bad = max(ref), min(bad)
-        threshold = round((worst_ref + best_bad) / 2, 2)
+        # midway in loss (log-perplexity): the geometric mean of the two perplexities
+        threshold = round(math.sqrt(worst_ref * best_bad), 2)
         ok = worst_ref < threshold < best_bad
         ranges = "; ".join(f"`{n}`: {min(table[n]):.3f} to {max(table[n]):.3f}" for n in names[1:])
         lines += ["", f"Reference: {min(ref):.3f} to {max(ref):.3f} (median {statistics.median(ref):.3f}); {ranges}. "
-                  f"Threshold = midway between the worst reference run and the best run of a required bad model "
+                  "Threshold = midway in loss (geometric mean of the perplexities) between the worst reference run "
+                  "and the best run of a required bad model "
                   f"({', '.join(REQUIRED_BAD[kind])}): **{threshold:.2f}** (margin {threshold - worst_ref:.3f} to the "
                   f"reference, {best_bad - threshold:.3f} to the bad models). Reference training time: median "
                   f"{statistics.median(secs):.2f} s." + ("" if ok else " NOT SEPARATED."), ""]
