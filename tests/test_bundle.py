@@ -287,6 +287,23 @@ def test_a_missing_installation_still_leaves_valid_results(autograder: Path, ref
     assert data["score"] == 0 and "not installed" in data["output"]
 
 
+@pytest.mark.parametrize("engine, message", [
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "ran out of memory"),  # the container's OOM killer
+    ("raise SystemExit(3)\n", "failed on this submission (exit status 3)"),
+], ids=["killed", "crashed"])
+def test_an_engine_that_dies_still_leaves_valid_results(autograder: Path, reference: dict[str, bytes], engine: str,
+                                                        message: str) -> None:
+    site = next((autograder / "dlgrade-venv" / "lib").glob("python3*/site-packages"))
+    entry = site / "dlgrade_gradescope.py"
+    saved = entry.read_bytes()
+    entry.write_text(engine)
+    try:
+        data = submit(autograder, reference)
+    finally:
+        entry.write_bytes(saved)
+    assert data["score"] == 0 and data["tests"] == [] and message in data["output"], data["output"]
+
+
 def test_results_are_cut_to_the_bundle_limit() -> None:
     """Per-test details go first, then long outputs; the file stays valid and the score untouched."""
     sys.path.insert(0, str(ROOT / "gradescope_bundle"))
