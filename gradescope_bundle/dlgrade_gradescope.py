@@ -73,6 +73,10 @@ def fit(data: dict[str, Any], limit: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     root, out = Path(argv[0]), Path(argv[1])
+    try:  # the grader is the last process the container's OOM killer should pick (workers volunteer first)
+        Path("/proc/self/oom_score_adj").write_text("-500")
+    except OSError:
+        pass
     source = root / "source"
     bundle = json.loads((source / "bundle.json").read_text())
     meta = _metadata(root)

@@ -18,13 +18,16 @@ WORKER_USER="${WORKER_USER:-dlgrade-worker}"
 
 say() { echo "[dlgrade setup] $*"; }
 
-# 1. Python 3.10+ with venv and pip (Ubuntu ships venv as a separate package)
-if ! command -v "$PY" >/dev/null 2>&1 || ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+# 1. Python 3.10+ that can make a venv with pip (Ubuntu ships venv/ensurepip as a separate package)
+rm -rf "$VENV"
+if ! command -v "$PY" >/dev/null 2>&1 || ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
     say "installing python3, python3-venv and python3-pip with apt"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
 fi
-"$PY" -c 'import sys; assert sys.version_info >= (3, 10), sys.version' \
+"$VENV/bin/python" -c 'import sys; assert sys.version_info >= (3, 10), sys.version' \
     || { echo "dlgrade needs Python 3.10 or newer; set DLGRADE_PYTHON" >&2; exit 1; }
 
 # 2. the user that runs students' code (no home, no shell, no password)
@@ -33,9 +36,7 @@ if ! id -u "$WORKER_USER" >/dev/null 2>&1; then
     say "created user $WORKER_USER"
 fi
 
-# 3. the virtual environment: torch's CPU build (not PyPI's CUDA build), then the pinned rest
-rm -rf "$VENV"
-"$PY" -m venv "$VENV"
+# 3. into the venv: torch's CPU build (not PyPI's CUDA build), then the pinned rest
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q)
 if [ -n "${DLGRADE_WHEELHOUSE:-}" ]; then
     "${PIP[@]}" --no-index --find-links "$DLGRADE_WHEELHOUSE" -r "$SRC/requirements.txt"

@@ -174,6 +174,11 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
     if uid is not None:
         os.chown(work, uid, gid if gid is not None else uid)
 
+    try:  # under a container's memory limit (Gradescope: 768 MB for everything) the kernel kills the worker first
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
     base = _vm_size_bytes()
     limits = {
         resource.RLIMIT_AS: base + int(cfg.get("memory_mb", 2048)) * mb,
