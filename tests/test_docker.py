@@ -89,6 +89,8 @@ def test_container_is_confined_with_the_assignment_limits() -> None:
     assert all(v["mode"] == "ro" for v in cfg["volumes"].values())
     assert {v["bind"] for v in cfg["volumes"].values()} == {"/submission", "/opt/dlgrade"}
     assert cfg["labels"]["dlgrade.batch"] == "b"
+    # a hard wall-clock life, so that a container outlives a killed grader by minutes at most
+    assert cfg["entrypoint"][:3] == ["timeout", "-s", "KILL"] and cfg["entrypoint"][-2:] == ["-m", "dlgrade.worker.main"]
     # the command line overrides the assignment
     cfg = _config("--memory-mb", "1000", "--pids", "16", "--cpus", "3")
     assert cfg["mem_limit"] == f"{1000 + RUNTIME_ALLOWANCE_MB}m" and cfg["pids_limit"] == 16 and cfg["nano_cpus"] == 3 * 10**9
@@ -240,3 +242,30 @@ def test_ctrl_c_of_a_batch_removes_its_containers(engine: None, tmp_path: Path) 
     while docker_containers() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert docker_containers() == [], "containers survived the interrupted batch"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_containers_of_a_killed_grader_are_removed_by_the_next_batch(engine: None) -> None:
+    """A grader killed with SIGKILL cannot clean up; the next backend on this host removes what it left."""
+    import socket
+
+    import docker
+
+    from dlgrade.sandbox import get_backend
+    from dlgrade.sandbox.docker import OWNER_LABEL
+
+    dead_pid = 2**22 + 17  # above the kernel's largest possible pid_max: never a live process
+    client = docker.from_env()
+    box = client.containers.run(CPU_IMAGE, entrypoint=["sleep", "300"], detach=True, network_mode="none",
+                                labels={"dlgrade.worker": "1", "dlgrade.batch": "orphan-test",
+                                        OWNER_LABEL: f"{socket.gethostname()}:{dead_pid}"})
+    try:
+        assert docker_containers("orphan-test") == [box.short_id]
+        get_backend("docker").shutdown()
+        assert docker_containers("orphan-test") == []
+    finally:
+        try:
+            box.remove(force=True)
+        except Exception:
+            pass

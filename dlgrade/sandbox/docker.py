@@ -40,6 +40,7 @@ SUBMISSION_MOUNT = "/submission"
 WORKER_CODE_MOUNT = "/opt/dlgrade"
 # Memory of the container = the assignment's memory limit + what Python and torch take at rest.
 RUNTIME_ALLOWANCE_MB = 512
+OWNER_LABEL = "dlgrade.owner"    # host:pid of the grading process that made the container
 BATCH_ENV = "DLGRADE_BATCH_ID"  # set by grade_batch for all of a batch's processes
 MAX_OUTPUT = 1 << 20
 
@@ -110,10 +111,13 @@ def container_config(spec: WorkerSpec, opts: DockerOptions, submission_dir: str,
     mem_mb = spec.memory_mb + RUNTIME_ALLOWANCE_MB
     cpus = opts.cpus if opts.cpus is not None else float(max(1, spec.threads))
     file_bytes = spec.file_size_mb * 1024 * 1024
+    # a hard wall-clock life: a container whose grader was killed (SIGKILL, power loss) still ends
+    lifetime = max(600, spec.cpu_seconds + 300)
     env = {"OMP_NUM_THREADS": str(spec.threads), "MKL_NUM_THREADS": str(spec.threads), "HOME": "/tmp",
            "PYTHONPATH": WORKER_CODE_MOUNT, "PYTHONDONTWRITEBYTECODE": "1", "MALLOC_ARENA_MAX": "2"}
     return {
         "image": opts.image_name,
+        "entrypoint": ["timeout", "-s", "KILL", f"{lifetime}s", "python", "-m", "dlgrade.worker.main"],
         "stdin_open": True, "tty": False, "detach": True,
         "user": WORKER_USER,
         "network_mode": "none",
@@ -317,7 +321,7 @@ class DockerBackend:
         self.opts = opts or DockerOptions()
         self.client = client or client_from_env()
         self.batch = os.environ.get(BATCH_ENV) or uuid.uuid4().hex[:12]
-        self.labels = {"dlgrade.worker": "1", "dlgrade.batch": self.batch}
+        self.labels = {"dlgrade.worker": "1", "dlgrade.batch": self.batch, OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
         self.tmp = Path(tempfile.mkdtemp(prefix="dlgrade-docker-"))
         self.tmp.chmod(0o755)
         self.code_dir = worker_code_dir(self.tmp / "code")
@@ -329,6 +333,7 @@ class DockerBackend:
         self._warming: threading.Thread | None = None
         self._warm_error: Exception | None = None
         self._check_image()
+        remove_orphans(self.client)
 
     def _check_image(self) -> None:
         try:
@@ -431,3 +436,33 @@ def remove_batch_containers(batch: str, client: Any = None) -> int:
         except Exception:
             pass
     return len(boxes)
+
+
+def remove_orphans(client: Any) -> int:
+    """Remove containers left by grading processes of this host that no longer exist (killed hard)."""
+    host = socket.gethostname()
+    removed = 0
+    try:
+        boxes = client.containers.list(all=True, filters={"label": ["dlgrade.worker", OWNER_LABEL]})
+    except Exception:
+        return 0
+    for box in boxes:
+        owner_host, _, pid = str(box.labels.get(OWNER_LABEL, "")).rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            box.remove(force=True)
+            removed += 1
+        except Exception:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
