@@ -7,7 +7,7 @@ ASSIGNMENT ?= lstm_lm_vit
 SUBMISSIONS ?= dist/demo/submissions
 OUT    ?= dist/results
 
-.PHONY: setup test lint demo release grade validate bench clean sandbox-image sandbox-image-gpu docker
+.PHONY: setup test lint demo release grade validate bench clean sandbox-image sandbox-image-gpu bundle report
 
 setup: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lint: setup
-	$(BIN)/ruff check dlgrade graders reference_solutions assignments tests scripts
+	$(BIN)/ruff check dlgrade graders reference_solutions assignments tests scripts gradescope_bundle
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -28,6 +28,14 @@ test: lint
 
 release: setup
 	$(BIN)/dlgrade release $(ASSIGNMENT) --out dist
+
+# Gradescope autograder: dist/$(ASSIGNMENT)/autograder.zip (docs/gradescope.md)
+bundle: setup
+	$(BIN)/dlgrade bundle $(ASSIGNMENT) --out dist
+
+# HTML/Markdown reports and the class summary for a graded folder (dlgrade grade writes them too)
+report: setup
+	$(BIN)/dlgrade report $(OUT)
 
 validate: setup
 	$(BIN)/dlgrade validate $(ASSIGNMENT) --out dist

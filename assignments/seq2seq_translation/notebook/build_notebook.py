@@ -47,9 +47,8 @@ import os
 import time
 
 import torch
-
-from translation_data import PAD, batches, make_dataset, translate_toy
 from training import evaluate, make_criterion, train_epoch, translate
+from translation_data import PAD, batches, make_dataset, translate_toy
 
 EPOCHS = int(os.environ.get("S2S_EPOCHS", "10"))  # epochs for every model; raise it for final numbers
 BATCH_SIZE = 128
