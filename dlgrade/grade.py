@@ -154,7 +154,8 @@ def _pool_grade(cfg: AssignmentConfig, path: Path, seed: int, out_root: Path, de
 def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Path, opts: GradeOptions,
                 report: Callable[[str, float, float], None]) -> None:
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts,)) as pool:
+    pool = cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts,))
+    try:
         futures = {pool.submit(_pool_grade, cfg, p, seed, out_root, opts.device): p for p in todo}
         for fut in cf.as_completed(futures):
             try:
@@ -166,6 +167,16 @@ def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Pa
                 finally:
                     backend.shutdown()
                 report(r.student, r.score, r.max_score)
+    except BaseException:
+        # Ctrl-C: the pool's processes would go on with the students already queued to them
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            proc.join(10)
+        raise
+    pool.shutdown()
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,10 @@ class GradingPlugin:
     def __init__(self, ctx: GradingContext) -> None:
         self.ctx = ctx
         self.numbers: dict[str, str] = {}
+        self.interrupted = False
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.interrupted = True  # Ctrl-C of the grading process (never the student's code: that runs elsewhere)
 
     # ------------------------------------------------------------------ configuration
 
@@ -213,7 +217,12 @@ def run_suite(ctx: GradingContext, extra_args: list[str] | None = None) -> int:
             "--import-mode=importlib", "-q", "--no-header", "-s", *(extra_args or [])]
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
-        code = int(pytest.main(args, plugins=[GradingPlugin(ctx)]))
+        plugin = GradingPlugin(ctx)
+        code = int(pytest.main(args, plugins=[plugin]))
+    if plugin.interrupted:
+        # pytest turns Ctrl-C into an exit code; the batch must stop, not record a half-graded student
+        raise KeyboardInterrupt
     if code not in (0, 1):
         ctx.grader_log.append(f"pytest exited with {code}:\n{log.getvalue()[-5000:]}")
     return code
+

@@ -70,6 +70,7 @@ def _warm_up() -> None:
 def _child(control: socket.socket, channel_fd: int, output_fd: int) -> None:
     control.close()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(output_fd, 1)
@@ -113,5 +114,6 @@ if __name__ == "__main__":
     import ctypes
 
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the grader
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle; it stops the zygote itself
     _warm_up()
     serve(socket.socket(fileno=int(sys.argv[1])))
