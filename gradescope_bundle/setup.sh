@@ -8,6 +8,7 @@
 #   DLGRADE_PYTHON      the interpreter for the venv (default python3; 3.10 or newer)
 #   DLGRADE_WHEELHOUSE  install offline from this folder of wheels (pip --no-index --find-links)
 set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # useradd, even when called with a user's PATH
 
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 SRC="$ROOT/source"
