@@ -268,3 +268,29 @@ def docker_containers(batch: str | None = None) -> list[str]:
 
     label = f"dlgrade.batch={batch}" if batch else "dlgrade.worker"
     return [c.short_id for c in docker.from_env().containers.list(all=True, filters={"label": [label]})]
+
+
+# ----------------------------------------------------------------------------- full-marks alternatives
+
+
+def grade_full_marks_patches(assignment: str, tmp_path: Path, must_change: str | None = None) -> None:
+    """Each ``fixtures/<assignment>/full_marks/*.patch``, applied to the reference, must score full marks."""
+    from dlgrade.grade import grade_one
+    from dlgrade.sandbox import get_backend
+    from dlgrade.validate import materialise
+
+    cfg = load_assignment(assignment, ROOT)
+    patches = sorted((FIXTURES / assignment / "full_marks").glob("*.patch"))
+    assert len(patches) >= 3
+    backend = get_backend("process")
+    try:
+        for patch in patches:
+            folder = materialise(reference_submission(cfg), tmp_path / "subs" / patch.stem)
+            subprocess.run(["patch", "-s", "-p1", "-d", str(folder), "-i", str(patch)], check=True)
+            if must_change is not None:
+                assert (folder / must_change).read_bytes() != reference_submission(cfg)[must_change]
+            result = grade_one(cfg, backend, folder, 11, tmp_path / "out")
+            failed = {t.name: t.output for t in result.tests if t.status != "passed"}
+            assert result.score == result.max_score, f"{patch.stem}: {failed}"
+    finally:
+        backend.shutdown()

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import grade_full_marks_patches
 
 from dlgrade.config import find_root, load_assignment
 from dlgrade.grade import grade_one
@@ -24,7 +25,6 @@ from dlgrade.sandbox import get_backend
 from dlgrade.validate import materialise
 
 ROOT = find_root(Path(__file__).parent)
-PATCHES = sorted((ROOT / "tests" / "fixtures" / "seq2seq_translation" / "full_marks").glob("*.patch"))
 BUGS = ["rnn_output_from_new_hidden", "lstm_no_forget_gate", "encoder_lstm_transforms_cell", "attention_dot_product",
         "decoder_ignores_attention", "seq2seq_feeds_source", "transformer_no_position", "transformer_unscaled_scores",
         "full_no_causal_mask", "full_no_padding_masks", "theory_uses_autograd"]
@@ -45,18 +45,7 @@ def test_validate_proves_the_suite(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_differently_written_correct_submissions_get_full_marks(tmp_path: Path) -> None:
-    cfg = load_assignment("seq2seq_translation", ROOT)
-    assert len(PATCHES) >= 3
-    backend = get_backend("process")
-    try:
-        for patch in PATCHES:
-            folder = materialise(reference_submission(cfg), tmp_path / "subs" / patch.stem)
-            subprocess.run(["patch", "-s", "-p1", "-d", str(folder), "-i", str(patch)], check=True)
-            result = grade_one(cfg, backend, folder, 11, tmp_path / "out")
-            failed = {t.name: t.output for t in result.tests if t.status != "passed"}
-            assert result.score == result.max_score, f"{patch.stem}: {failed}"
-    finally:
-        backend.shutdown()
+    grade_full_marks_patches("seq2seq_translation", tmp_path)
 
 
 @pytest.mark.slow
