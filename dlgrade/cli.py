@@ -72,10 +72,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for col in ("student", "score", "max", *cfg.parts, "status"):
         table.add_column(col)
     for row in batch.rows:
-        parts = row["parts"]
-        assert isinstance(parts, dict)
-        table.add_row(str(row["student"]), f"{row['score']:g}", f"{row['max_score']:g}",
-                      *(f"{parts.get(p, 0):g}" for p in cfg.parts), str(row["status"]))
+        table.add_row(row.student, f"{row.score:g}", f"{row.max_score:g}", *(f"{row.parts.get(p, 0):g}" for p in cfg.parts),
+                      row.label)
     console.print(table)
     skipped = f", {len(batch.skipped)} already complete (use --force to regrade)" if batch.skipped else ""
     print(f"Graded {len(batch.graded)} submission(s) in {batch.seconds:.1f} s{skipped}; "

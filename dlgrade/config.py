@@ -2,23 +2,30 @@
 
 Precedence (lowest first): ``assignment.toml`` < environment (``DLGRADE_<LIMIT>``, e.g.
 ``DLGRADE_MEMORY_MB``) < command line < a test's own marker. A bad value is reported with
-where it came from.
+where it came from (the file and the table or entry).
+
+Tables of ``assignment.toml`` read here:
+
+- ``submit``, ``release``: the files a student submits, and what the release holds;
+- ``[parts]``: ``name = "title"``, or a table ``name = { title = "...", enabled = false, files = [...] }``; a part
+  that is not enabled is not graded, and its files are not required;
+- ``[limits]``: see :class:`Limits`;
+- ``[[forbidden]]`` and ``[[imports]]``: the handout's rules, each scoped to files and, optionally, to classes or
+  functions in them (see :class:`Rule`);
+- ``[thresholds.<name>]``: threshold tests (see :class:`Threshold`).
+Other tables (``[gradescope]``, ``[slurm]``, ``[notebooks]`` ...) belong to the stage that reads them, through ``raw``.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from dlgrade.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Gradescope's default image has Python 3.10
-    import tomli as tomllib
+from dlgrade.tomlcompat import tomllib
 
 
 @dataclass(frozen=True)
@@ -32,11 +39,68 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Forbidden:
-    api: str
+class Part:
+    name: str
+    title: str
+    enabled: bool = True
+    files: tuple[str, ...] = ()  # submitted files that belong to this part only (not required when it is turned off)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of the handout: an API ban (``[[forbidden]]``) or an import allow-list (``[[imports]]``).
+
+    ``apis`` are dotted names; for ``forbidden`` they may end in a pattern (``torch.nn.*``, ``torch.nn.*Loss``), with
+    ``allow`` listing the exceptions; for ``imports`` they are the module prefixes that may be imported. ``scope``
+    names classes or functions of the files (``LayerNorm``, ``MultiHeadedAttention.forward``) where the rule applies,
+    together with whatever they call in the same file; empty means the whole file. A broken rule costs the tests of
+    ``parts``. ``runtime`` rules are also watched in the worker while their scope runs.
+    """
+
+    kind: str
+    apis: tuple[str, ...]
     files: tuple[str, ...]
     parts: tuple[str, ...]
-    runtime: bool = True  # False: detected statically in its files only (other submitted files may need the API)
+    scope: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    runtime: bool = True
+    why: str = ""
+    origin: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.apis[0] if len(self.apis) == 1 else f"{self.apis[0]} (and {len(self.apis) - 1} more)"
+
+    def applies_to(self, filename: str) -> bool:
+        return filename in self.files
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A threshold test: train for a fixed budget, then a metric must pass ``threshold`` in ``direction``."""
+
+    name: str
+    recipe: str
+    metric: str
+    direction: str                       # "lower" (perplexity) or "higher" (accuracy)
+    threshold: float
+    steps: int
+    batch_size: int
+    lr: float
+    model_args: dict[str, Any]
+    data_args: dict[str, Any]
+    bad: tuple[str, ...] = ()            # catalogued bugs calibration trains next to the reference
+    required_bad: tuple[str, ...] = ()   # the ones the threshold must reject on every seed
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # calibration: the reference with other model_args
+    options: dict[str, Any] = field(default_factory=dict)  # other keys (decay, kind, warmup_steps ...), passed to the recipe
+
+    def passes(self, value: float) -> bool:
+        return value <= self.threshold if self.direction == "lower" else value >= self.threshold
+
+    def recipe_kwargs(self) -> dict[str, Any]:
+        """What the recipe takes besides the data and the seed."""
+        return {"model_args": dict(self.model_args), "steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
+                **self.options}
 
 
 @dataclass(frozen=True)
@@ -46,10 +110,25 @@ class AssignmentConfig:
     root: Path
     submit: tuple[str, ...]
     release: tuple[str, ...]
-    parts: dict[str, str]
+    all_parts: dict[str, Part]
     limits: Limits
-    forbidden: tuple[Forbidden, ...]
+    rules: tuple[Rule, ...]
+    thresholds: dict[str, Threshold] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def parts(self) -> dict[str, str]:
+        """The graded parts (name -> title), in order: the columns of grades.csv."""
+        return {p.name: p.title for p in self.all_parts.values() if p.enabled}
+
+    @property
+    def disabled_parts(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.all_parts.values() if not p.enabled)
+
+    @property
+    def optional_files(self) -> tuple[str, ...]:
+        """Submitted files that belong only to parts that are turned off."""
+        return tuple(f for p in self.all_parts.values() if not p.enabled for f in p.files)
 
     @property
     def assignment_dir(self) -> Path:
@@ -65,12 +144,17 @@ class AssignmentConfig:
 
     @property
     def modules(self) -> tuple[str, ...]:
-        # models/naive/RNN.py -> models.naive.RNN (flat files keep their stem)
-        return tuple(Path(f).with_suffix("").as_posix().replace("/", ".") for f in self.submit)
+        # models/naive/RNN.py -> models.naive.RNN (flat files keep their stem; a notebook gives its stem too)
+        return tuple(module_name(f) for f in self.submit)
 
     def with_limits(self, **overrides: Any) -> AssignmentConfig:
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(self, limits=_limits(given, dict(vars(self.limits)), "the command line"))
+
+
+def module_name(submitted: str) -> str:
+    """The importable module of a submitted file: ``models/naive/RNN.py`` -> ``models.naive.RNN``."""
+    return Path(submitted).with_suffix("").as_posix().replace("/", ".")
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -83,6 +167,12 @@ def find_root(start: Path | None = None) -> Path:
             if (cand / "assignments").is_dir() and (cand / "graders").is_dir():
                 return cand
     raise ConfigError("cannot find the dlgrade project root (a folder with assignments/ and graders/); set DLGRADE_ROOT")
+
+
+def known_assignments(root: Path | None = None) -> list[str]:
+    root = root or find_root()
+    folder = root / "assignments"
+    return sorted(p.name for p in folder.iterdir() if (p / "assignment.toml").is_file()) if folder.is_dir() else []
 
 
 def _limits(values: dict[str, Any], base: dict[str, Any], origin: str) -> Limits:
@@ -102,30 +192,119 @@ def _limits(values: dict[str, Any], base: dict[str, Any], origin: str) -> Limits
     return Limits(**out)
 
 
+def _strings(value: Any, where: str, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key} must be a string or a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _parts(raw: dict[str, Any], submit: tuple[str, ...], where: str) -> dict[str, Part]:
+    out: dict[str, Part] = {}
+    for name, value in raw.get("parts", {}).items():
+        if isinstance(value, str):
+            out[name] = Part(name, value)
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} [parts] {name}: a title or a table with title, enabled, files")
+        unknown = set(value) - {"title", "enabled", "files"}
+        if unknown:
+            raise ConfigError(f"{where} [parts.{name}]: unknown keys {sorted(unknown)} (known: title, enabled, files)")
+        files = _strings(value.get("files", []), f"{where} [parts.{name}]", "files")
+        stray = [f for f in files if f not in submit]
+        if stray:
+            raise ConfigError(f"{where} [parts.{name}]: files {stray} are not in submit")
+        enabled = value.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{where} [parts.{name}]: enabled must be true or false, got {enabled!r}")
+        out[name] = Part(name, str(value.get("title", name)), enabled, files)
+    return out
+
+
+_RULE_KEYS = {"api", "apis", "files", "parts", "scope", "allow", "runtime", "why"}
+_QUALNAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")
+
+
+def _rules(raw: dict[str, Any], submit: tuple[str, ...], parts: dict[str, Part], where: str) -> tuple[Rule, ...]:
+    rules: list[Rule] = []
+    for kind in ("forbidden", "imports"):
+        for i, entry in enumerate(raw.get(kind, []), 1):
+            origin = f"{where} [[{kind}]] entry {i}"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{origin}: must be a table")
+            unknown = set(entry) - _RULE_KEYS
+            if unknown:
+                raise ConfigError(f"{origin}: unknown keys {sorted(unknown)} (known: {', '.join(sorted(_RULE_KEYS))})")
+            key = "allow" if kind == "imports" else ("apis" if "apis" in entry else "api")
+            if key not in entry:
+                raise ConfigError(f"{origin}: needs {'allow (the modules that may be imported)' if kind == 'imports' else 'apis'}")
+            apis = _strings(entry[key], origin, key)
+            files = _strings(entry.get("files", list(submit)), origin, "files")
+            stray = [f for f in files if f not in submit]
+            if stray:
+                raise ConfigError(f"{origin}: files {stray} are not in submit")
+            rule_parts = _strings(entry.get("parts", []), origin, "parts")
+            unknown_parts = [p for p in rule_parts if p not in parts]
+            if unknown_parts:
+                raise ConfigError(f"{origin}: unknown parts {unknown_parts} (known: {', '.join(parts)})")
+            scope = _strings(entry.get("scope", []), origin, "scope")
+            bad_scope = [s for s in scope if not _QUALNAME.match(s)]
+            if bad_scope:
+                raise ConfigError(f"{origin}: scope entries must be Class, function or Class.method, got {bad_scope}")
+            runtime = entry.get("runtime", kind == "forbidden")
+            if not isinstance(runtime, bool):
+                raise ConfigError(f"{origin}: runtime must be true or false")
+            rules.append(Rule(kind=kind, apis=apis, files=files, parts=rule_parts, scope=scope,
+                              allow=_strings(entry.get("allow", []), origin, "allow") if kind == "forbidden" else (),
+                              runtime=runtime and kind == "forbidden", why=str(entry.get("why", "")), origin=origin))
+    return tuple(rules)
+
+
+_THRESHOLD_KEYS = {"recipe", "metric", "direction", "threshold", "steps", "batch_size", "lr", "model_args", "data_args",
+                   "bad", "required_bad", "variants"}
+
+
+def _thresholds(raw: dict[str, Any], where: str) -> dict[str, Threshold]:
+    out: dict[str, Threshold] = {}
+    for name, t in raw.get("thresholds", {}).items():
+        origin = f"{where} [thresholds.{name}]"
+        missing = {"threshold", "steps", "batch_size", "lr", "direction"} - set(t)
+        if missing:
+            raise ConfigError(f"{origin}: missing {sorted(missing)}")
+        if t["direction"] not in ("lower", "higher"):
+            raise ConfigError(f"{origin}: direction must be 'lower' or 'higher', got {t['direction']!r}")
+        try:
+            out[name] = Threshold(
+                name=name, recipe=str(t.get("recipe", f"train_{name}")), metric=str(t.get("metric", name)),
+                direction=t["direction"], threshold=float(t["threshold"]), steps=int(t["steps"]),
+                batch_size=int(t["batch_size"]), lr=float(t["lr"]), model_args=dict(t.get("model_args", {})),
+                data_args=dict(t.get("data_args", {})), bad=_strings(t.get("bad", []), origin, "bad"),
+                required_bad=_strings(t.get("required_bad", t.get("bad", [])), origin, "required_bad"),
+                variants={str(k): dict(v.get("model_args", {})) for k, v in t.get("variants", {}).items()},
+                options={k: v for k, v in t.items() if k not in _THRESHOLD_KEYS})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+    return out
+
+
 def load_assignment(assignment_id: str, root: Path | None = None) -> AssignmentConfig:
     root = root or find_root()
     path = root / "assignments" / assignment_id / "assignment.toml"
     if not path.is_file():
-        known = sorted(p.name for p in (root / "assignments").iterdir() if (p / "assignment.toml").is_file())
-        raise ConfigError(f"no assignment {assignment_id!r} (looked for {path}); known: {', '.join(known) or 'none'}")
+        raise ConfigError(f"no assignment {assignment_id!r} (looked for {path}); known: {', '.join(known_assignments(root)) or 'none'}")
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    limits = _limits(raw.get("limits", {}), dict(vars(Limits())), str(path))
+    where = str(path)
+    limits = _limits(raw.get("limits", {}), dict(vars(Limits())), f"{where} [limits]")
     env = {f.name: os.environ[f"DLGRADE_{f.name.upper()}"] for f in fields(Limits) if f"DLGRADE_{f.name.upper()}" in os.environ}
     limits = _limits(env, dict(vars(limits)), "environment")
-    parts = {str(k): str(v) for k, v in raw.get("parts", {}).items()}
-    forbidden = []
-    for i, entry in enumerate(raw.get("forbidden", [])):
-        unknown = set(entry.get("parts", [])) - set(parts)
-        if "api" not in entry or unknown:
-            raise ConfigError(f"{path}: [[forbidden]] entry {i + 1} needs an api and known parts (unknown: {sorted(unknown)})")
-        forbidden.append(Forbidden(entry["api"], tuple(entry.get("files", raw.get("submit", []))), tuple(entry.get("parts", [])),
-                                   bool(entry.get("runtime", True))))
     submit = tuple(raw.get("submit", []))
     if not submit:
-        raise ConfigError(f"{path}: 'submit' must list the files a student submits")
+        raise ConfigError(f"{where}: 'submit' must list the files a student submits")
+    parts = _parts(raw, submit, where)
     return AssignmentConfig(id=raw.get("id", assignment_id), title=raw.get("title", assignment_id), root=root,
-                            submit=submit, release=tuple(raw.get("release", submit)), parts=parts, limits=limits,
-                            forbidden=tuple(forbidden), raw=raw)
+                            submit=submit, release=tuple(raw.get("release", submit)), all_parts=parts, limits=limits,
+                            rules=_rules(raw, submit, parts, where), thresholds=_thresholds(raw, where), raw=raw)

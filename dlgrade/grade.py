@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from dlgrade import intake, static_check
-from dlgrade.config import AssignmentConfig
+from dlgrade.config import AssignmentConfig, module_name
 from dlgrade.harness.plugin import GradingContext, Reference, run_suite
 from dlgrade.harness.remote import Submission
 from dlgrade.release import support_files
-from dlgrade.results import SubmissionResult, TestResult, read_results, summary_row, write_grades_csv, write_results
+from dlgrade.results import GradeRow, SubmissionResult, TestResult, read_results, write_grades_csv, write_results
 from dlgrade.sandbox import Backend, WorkerSpec, get_backend
 
 BATCH_ENV = "DLGRADE_BATCH_ID"
@@ -43,28 +43,71 @@ def new_seed() -> int:
     return secrets.randbelow(2**31)
 
 
+def runtime_rules(cfg: AssignmentConfig) -> tuple[dict[str, object], ...]:
+    """What the worker watches at run time: per rule and file, the module, the scope and the APIs."""
+    return tuple({"id": str(i), "module": module_name(f), "scope": list(r.scope), "apis": list(r.apis), "allow": list(r.allow)}
+                 for i, r in enumerate(cfg.rules) if r.runtime for f in r.files)
+
+
 def _spec(cfg: AssignmentConfig, files: dict[str, bytes], out_dir: Path, device: str) -> WorkerSpec:
     lim = cfg.limits
     return WorkerSpec(
         files={**support_files(cfg), **files}, modules=cfg.modules,
-        forbidden=tuple(sorted({f.api for f in cfg.forbidden if f.runtime})), memory_mb=lim.memory_mb, processes=lim.processes,
+        forbidden=runtime_rules(cfg), memory_mb=lim.memory_mb, processes=lim.processes,
         file_size_mb=lim.file_size_mb, cpu_seconds=int(lim.submission_timeout_s * lim.cpus) + 60, threads=lim.cpus,
         device=device, hide=tuple(str(p) for p in (cfg.root / "graders", cfg.root / "reference_solutions",
                                                    # git history and build outputs (bundles, validate) hold both
                                                    cfg.root / ".git", cfg.root / "dist", out_dir.resolve())))
 
 
-def _summary(student: str, score: float, max_score: float, seed: int, problems: tuple[str, ...], stdout: str) -> str:
+def _summary(student: str, score: float, max_score: float, seed: int, problems: tuple[str, ...], stdout: str,
+             cfg: AssignmentConfig) -> str:
     lines = [f"{student}: {score:g} / {max_score:g} points (input seed {seed})."]
     lines += [f"- {p}" for p in problems]
+    lines += [f"- The part {cfg.all_parts[p].title!r} is not graded for this assignment (turned off by your instructor)."
+              for p in cfg.disabled_parts]
     if stdout.strip():
         lines.append("Your code printed output while being graded; it was ignored for grading.")
     return "\n".join(lines)
 
 
+def _not_graded(files: intake.SubmissionFiles, cfg: AssignmentConfig) -> str:
+    """Why a submission cannot be graded at all ('' when it can): nothing readable, or none of the files asked for."""
+    if files.files:
+        return ""
+    unreadable = [p for p in files.problems if "could not be read" in p]
+    if unreadable:
+        return unreadable[0]
+    wanted = [f for f in cfg.submit if f not in cfg.optional_files]
+    return f"none of the files this assignment asks for was found ({', '.join(wanted)})"
+
+
+def _resumable(out_dir: Path, cfg: AssignmentConfig) -> tuple[int, dict[str, TestResult]] | None:
+    """(seed, finished tests) of a cut-off earlier run of this student, if its results were left incomplete."""
+    try:
+        data = read_results(out_dir / "results.json")
+    except (OSError, ValueError):
+        return None
+    extra = data.get("extra_data", {})
+    if extra.get("complete", True) or extra.get("assignment") != cfg.id or not isinstance(extra.get("seed"), int):
+        return None
+    done: dict[str, TestResult] = {}
+    for t in extra.get("tests", []):
+        try:
+            result = TestResult(**t)
+        except TypeError:
+            return None
+        done[result.nodeid] = result
+    return int(extra["seed"]), done
+
+
 def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, out_root: Path,
-              device: str = "cpu") -> SubmissionResult:
-    """Grade one submission and write ``out_root/<student>/results.json``. Never raises for student faults."""
+              device: str = "cpu", only_thresholds: tuple[str, ...] = ()) -> SubmissionResult:
+    """Grade one submission and write ``out_root/<student>/results.json``. Never raises for student faults.
+
+    Results are written after every test (``extra_data.complete`` false until the end), so a run that is cut
+    off keeps what it finished; grading the student again resumes from there, with the same seed.
+    """
     started = time.monotonic()
     # the grader's reference computations (and an inprocess worker) use the worker's thread count:
     # results then match across backends, and -j N does not oversubscribe the CPUs
@@ -72,31 +115,48 @@ def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, ou
     student = intake.student_id(path)
     out_dir = out_root / student
     sub: Submission | None = None
+    resumed = None if only_thresholds else _resumable(out_dir, cfg)
+    if resumed is not None:
+        seed = resumed[0]
     try:
         files = intake.read_submission(path, cfg)
-        violations = static_check.check_files(files.files, list(cfg.forbidden))
+        violations = static_check.check_files(files.files, cfg.rules)
         sub = Submission(backend, _spec(cfg, files.files, out_root, device), cfg.limits.call_timeout_s,
                          cfg.limits.submission_timeout_s, recipe_source=_recipe_reader(cfg))
-        ctx = GradingContext(cfg=cfg, sub=sub, seed=seed, reference=_reference(cfg), violations=violations)
+        reason = _not_graded(files, cfg)
+        problems = files.problems + tuple(v.message() for v in violations)
+
+        def partial(tests: list[TestResult]) -> None:
+            assert sub is not None
+            write_results(SubmissionResult(
+                student=student, assignment=cfg.id, seed=seed, tests=tuple(tests), execution_time=time.monotonic() - started,
+                output=_summary(student, sum(t.score for t in tests), sum(t.max_score for t in tests), seed, problems, "", cfg)
+                + "\nGrading was cut off before every test had run; the tests not listed were not graded.",
+                complete=False), out_dir)
+
+        ctx = GradingContext(cfg=cfg, sub=sub, seed=seed, reference=_reference(cfg), violations=violations,
+                             done=resumed[1] if resumed else {}, on_result=None if only_thresholds else partial,
+                             only_thresholds=only_thresholds)
         run_suite(ctx)
         stdout = sub.stdout()
-        problems = files.problems + tuple(v.message() for v in violations)
-        problems += tuple(f"Run-time use of a forbidden API: {a}" for a in sorted(sub.forbidden_used))
+        problems += tuple(f"Run-time use of a forbidden API: {api}" for _, api in sorted(sub.forbidden_used))
         tests = tuple(ctx.results)
         errors = tuple(ctx.grader_log)
         if not tests:
             errors += ("the hidden suite produced no results",)
         score = sum(t.score for t in tests)
+        status = "grader error" if errors else ("not graded" if reason else "graded")
         result = SubmissionResult(student=student, assignment=cfg.id, seed=seed, tests=tests,
                                   execution_time=time.monotonic() - started,
-                                  output=_summary(student, score, sum(t.max_score for t in tests), seed, problems, stdout),
-                                  warnings=tuple(sub.warnings), grader_errors=errors, stdout=stdout)
+                                  output=_summary(student, score, sum(t.max_score for t in tests), seed, problems, stdout, cfg),
+                                  warnings=tuple(sub.warnings), grader_errors=errors, stdout=stdout, status=status,
+                                  reason=reason)
     except Exception:  # the platform broke: still leave a valid, fail-closed results file
         result = SubmissionResult(student=student, assignment=cfg.id, seed=seed,
                                   tests=(TestResult("Grading", "1", 0.0, 0.0, "failed", "The autograder failed on this "
                                                     "submission; your instructor has been notified.", "visible", "", "grading"),),
                                   execution_time=time.monotonic() - started, output="The autograder failed; no score was given.",
-                                  grader_errors=(traceback.format_exc(),))
+                                  grader_errors=(traceback.format_exc(),), status="grader error")
     finally:
         if sub is not None:
             sub.close()
@@ -130,7 +190,8 @@ def _complete(out_dir: Path) -> bool:
         data = read_results(path)
     except (OSError, ValueError):
         return False
-    return bool(data.get("tests")) and not data.get("extra_data", {}).get("grader_errors")
+    extra = data.get("extra_data", {})
+    return bool(data.get("tests")) and not extra.get("grader_errors") and extra.get("complete", True) is True
 
 
 # ----------------------------------------------------------------------------- batches
@@ -183,7 +244,7 @@ def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Pa
 class BatchResult:
     graded: tuple[str, ...]
     skipped: tuple[str, ...]
-    rows: tuple[dict[str, object], ...]
+    rows: tuple[GradeRow, ...]
     csv: Path
     seed: int
     seconds: float
@@ -226,6 +287,6 @@ def grade_batch(cfg: AssignmentConfig, path: Path, out_root: Path, opts: GradeOp
             os.environ.pop(BATCH_ENV, None)
         else:
             os.environ[BATCH_ENV] = previous
-    rows = tuple(summary_row(read_results(out_root / sid / "results.json")) for sid in sorted(set(ids)))
+    rows = tuple(GradeRow.from_results(read_results(out_root / sid / "results.json")) for sid in sorted(set(ids)))
     csv_path = write_grades_csv(list(rows), cfg.parts, out_root / "grades.csv")
     return BatchResult(tuple(intake.student_id(p) for p in todo), skipped, rows, csv_path, seed, time.monotonic() - started)

@@ -16,6 +16,7 @@ from dlgrade.config import AssignmentConfig
 from dlgrade.markers import keep_solutions, strip_solutions
 
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+TRAINING_LOOP = Path(__file__).resolve().parent / "worker" / "training.py"  # read as a file: it is worker code
 
 
 def _released(cfg: AssignmentConfig) -> list[tuple[str, Path]]:
@@ -63,6 +64,8 @@ def _public_files(cfg: AssignmentConfig) -> dict[str, bytes]:
     for name in ("handout.md", "requirements.txt", "recipes.py", "datagen.py"):
         if (adir / name).is_file():
             out[name] = (adir / name).read_bytes()
+    if "recipes.py" in out:  # the recipes' shared training loop, so that students can run them too
+        out["dlgrade_training.py"] = TRAINING_LOOP.read_bytes()
     tests = adir / "public_tests"
     for p in sorted(tests.rglob("*")) if tests.is_dir() else []:
         if p.is_file() and "__pycache__" not in p.parts:

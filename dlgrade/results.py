@@ -28,6 +28,8 @@ class TestResult:
     diagnosis: str | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    spec: str = ""               # the handout sentence or interface line the test checks
+    advice: bool = False         # 0 points: behaviour the handout does not ask for, shown as advice
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class SubmissionResult:
     warnings: tuple[str, ...] = ()
     grader_errors: tuple[str, ...] = ()
     stdout: str = ""
+    complete: bool = True        # False while tests are still being graded (results are written test by test)
+    status: str = "graded"       # "graded" | "not graded" (nothing gradable was submitted) | "grader error"
+    reason: str = ""             # why, when not graded
 
     @property
     def score(self) -> float:
@@ -49,12 +54,6 @@ class SubmissionResult:
     @property
     def max_score(self) -> float:
         return round(sum(t.max_score for t in self.tests), 4)
-
-    def part_scores(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for t in self.tests:
-            out[t.part] = round(out.get(t.part, 0.0) + t.score, 4)
-        return out
 
 
 def _clip(text: str, limit: int) -> str:
@@ -66,6 +65,7 @@ def to_gradescope(result: SubmissionResult) -> dict[str, Any]:
     tests = [{"name": t.name, "number": t.number, "score": t.score, "max_score": t.max_score, "status": t.status,
               "output": _clip(t.output, MAX_TEST_OUTPUT), "visibility": t.visibility,
               **({"tags": [t.part]} if t.part else {})} for t in result.tests]
+    status = result.status if result.complete else "in progress"
     return {
         "score": result.score,
         "execution_time": round(result.execution_time, 3),
@@ -75,7 +75,8 @@ def to_gradescope(result: SubmissionResult) -> dict[str, Any]:
         "tests": tests,
         "extra_data": {"seed": result.seed, "assignment": result.assignment, "student": result.student,
                        "max_score": result.max_score, "warnings": list(result.warnings),
-                       "grader_errors": list(result.grader_errors),
+                       "grader_errors": list(result.grader_errors), "complete": result.complete,
+                       "status": status, "reason": result.reason,
                        "diagnoses": sorted({t.diagnosis for t in result.tests if t.diagnosis}),
                        "tests": [asdict(t) for t in result.tests]},
     }
@@ -114,25 +115,44 @@ def read_results(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_grades_csv(rows: list[dict[str, Any]], parts: dict[str, str], path: Path) -> Path:
-    """One row per student: id, total, max, one column per part, then status."""
+@dataclass(frozen=True)
+class GradeRow:
+    """One student's line of grades.csv and of the command's table, read back from a results.json."""
+
+    student: str
+    score: float
+    max_score: float
+    parts: dict[str, float]
+    seed: int | str
+    status: str                  # "graded", "not graded", "grader error", "in progress"
+    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        """The status as the table and grades.csv show it ("not graded: <reason>")."""
+        return f"{self.status}: {self.reason}" if self.reason and self.status != "graded" else self.status
+
+    @classmethod
+    def from_results(cls, data: dict[str, Any]) -> GradeRow:
+        extra = data.get("extra_data", {})
+        parts: dict[str, float] = {}
+        for t in data.get("tests", []):
+            for tag in t.get("tags", []):
+                parts[tag] = round(parts.get(tag, 0.0) + float(t["score"]), 4)
+        status = str(extra.get("status") or ("grader error" if extra.get("grader_errors") else "graded"))
+        if status == "graded" and extra.get("grader_errors"):
+            status = "grader error"
+        return cls(student=str(extra.get("student", "?")), score=float(data["score"]),
+                   max_score=float(extra.get("max_score", 0.0)), parts=parts, seed=extra.get("seed", ""),
+                   status=status, reason=str(extra.get("reason", "")))
+
+
+def write_grades_csv(rows: list[GradeRow], parts: dict[str, str], path: Path) -> Path:
+    """One row per student: id, total, max, one column per part, then seed and status."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student_id", "total", "max_score", *parts, "seed", "status"])
-        for row in sorted(rows, key=lambda r: r["student"]):
-            w.writerow([row["student"], row["score"], row["max_score"], *(row["parts"].get(p, 0.0) for p in parts),
-                        row["seed"], row["status"]])
+        for row in sorted(rows, key=lambda r: r.student):
+            w.writerow([row.student, row.score, row.max_score, *(row.parts.get(p, 0.0) for p in parts), row.seed, row.label])
     return path
-
-
-def summary_row(data: dict[str, Any]) -> dict[str, Any]:
-    """The grades.csv row for a written results.json."""
-    extra = data.get("extra_data", {})
-    parts: dict[str, float] = {}
-    for t in data.get("tests", []):
-        for tag in t.get("tags", []):
-            parts[tag] = round(parts.get(tag, 0.0) + float(t["score"]), 4)
-    status = "graded" if not extra.get("grader_errors") else "grader error"
-    return {"student": extra.get("student", "?"), "score": data["score"], "max_score": extra.get("max_score", 0.0),
-            "parts": parts, "seed": extra.get("seed", ""), "status": status}

@@ -14,9 +14,9 @@ from dlgrade import intake, results
 from dlgrade.grade import GradeOptions, grade_batch
 from dlgrade.results import (
     MAX_TEST_OUTPUT,
+    GradeRow,
     SubmissionResult,
     read_results,
-    summary_row,
     to_gradescope,
     write_grades_csv,
     write_results,
@@ -206,7 +206,7 @@ def test_grades_csv_columns(cfg, tmp_path: Path) -> None:  # type: ignore[no-unt
                _result("carl", {"lstm": (0, 9)}, errors=("Traceback ...",))]
     rows = []
     for r in graded:
-        rows.append(summary_row(read_results(write_results(r, tmp_path / r.student))))
+        rows.append(GradeRow.from_results(read_results(write_results(r, tmp_path / r.student))))
     path = write_grades_csv(rows, cfg.parts, tmp_path / "grades.csv")
     with path.open() as f:
         table = list(csv.reader(f))

@@ -373,42 +373,62 @@ def test_crash_at_import_is_remembered(backend: ProcessBackend) -> None:
         sub.close()
 
 
-def test_forbidden_api_guard_reports_the_api(backend: ProcessBackend) -> None:
+def test_forbidden_api_guard_watches_only_its_scope(backend: ProcessBackend) -> None:
+    """Run-time rules watch what runs inside their scope (any spelling, caught or not) and nothing outside it."""
     sub = submission(backend, """
         import torch
         import torch.nn as nn
         import torch.nn.functional as F
 
 
-        def functional(x):
-            return F.layer_norm(x, (x.shape[-1],))
+        class Norm:
+            def functional(self, x):
+                return F.layer_norm(x, (x.shape[-1],))
+
+            def sneaky(self, x):
+                try:  # an alias, spelled at run time, inside try
+                    return getattr(torch.ops.aten, "native_" + "layer_norm")(x, [x.shape[-1]], None, None, 1e-5)[0]
+                except Exception:
+                    return x
+
+            def module(self):
+                return nn.MultiheadAttention(8, 2)
+
+            def allowed(self, x):
+                return F.softmax(x, dim=-1)
 
 
-        def sneaky(x):
-            try:  # caught, but still recorded
-                return getattr(torch, "layer" + "_norm")(x, (x.shape[-1],))
-            except Exception:
-                return x
-
-
-        def module():
-            return nn.MultiheadAttention(8, 2)
-
-
-        def allowed(x):
-            return F.softmax(x, dim=-1)
-        """, forbidden=("torch.layer_norm", "torch.nn.functional.layer_norm", "torch.nn.MultiheadAttention"))
+        def given_head(x):  # outside the scope: free to use torch's own layer norm
+            return nn.LayerNorm(x.shape[-1])(x)
+        """, forbidden=({"id": "0", "module": "m", "scope": ["Norm"], "apis": ["torch.nn.functional.layer_norm"], "allow": []},
+                        {"id": "1", "module": "m", "scope": ["Norm.module"], "apis": ["torch.nn.MultiheadAttention"],
+                         "allow": []}))
     import torch
 
     x = torch.randn(2, 4)
     try:
-        with pytest.raises(ForbiddenAPIError, match="torch.nn.functional.layer_norm, which this assignment forbids"):
-            sub.call("m.functional", x)
-        with pytest.raises(ForbiddenAPIError, match="torch.nn.MultiheadAttention"):
-            sub.call("m.module")
-        assert torch.equal(sub.call("m.sneaky", x), x)
-        assert torch.allclose(sub.call("m.allowed", x), x.softmax(-1))
-        assert sub.forbidden_used == {"torch.nn.functional.layer_norm", "torch.nn.MultiheadAttention", "torch.layer_norm"}
+        norm = sub.new("m.Norm")
+        assert torch.allclose(sub.call("m.given_head", x), torch.nn.functional.layer_norm(x, (4,)), atol=1e-6)
+        assert sub.forbidden_used == set()
+        assert torch.allclose(norm.call("allowed", x), x.softmax(-1))
+        assert sub.forbidden_used == set()
+        norm.call("functional", x)  # the call goes on; the use is recorded
+        assert sub.forbidden_used == {("0", "torch.nn.functional.layer_norm")}
+        norm.call("module")
+        assert ("1", "torch.nn.MultiheadAttention") in sub.forbidden_used
+    finally:
+        sub.close()
+    sub = submission(backend, """
+        import torch
+
+
+        class Norm:
+            def sneaky(self, x):
+                return getattr(torch.ops.aten, "native_" + "layer_norm")(x, [x.shape[-1]], None, None, 1e-5)[0]
+        """, forbidden=({"id": "0", "module": "m", "scope": ["Norm"], "apis": ["torch.nn.functional.layer_norm"], "allow": []},))
+    try:
+        sub.new("m.Norm").call("sneaky", x)
+        assert sub.forbidden_used == {("0", "torch.nn.functional.layer_norm")}
     finally:
         sub.close()
 

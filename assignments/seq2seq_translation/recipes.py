@@ -7,16 +7,15 @@ the worker; the grader scores the returned outputs itself (perplexity over real 
 
 Losses follow `training.py`: negative log-likelihood of the target token at every position,
 averaged over the tokens that are not padding (id 1); recurrent models clip the gradient
-norm at 0.5. Recipes are public and students may run them; only the standard library, torch
-and numpy may be imported here.
+norm at 0.5. Recipes are public and students may run them; only the standard library, torch,
+numpy and `dlgrade_training` (the shared training loop, shipped with the release as
+`dlgrade_training.py`) may be imported here.
 """
 
 import inspect
-import math
-import time
 
-import torch
 import torch.nn.functional as F
+from dlgrade_training import fit, predict
 
 PAD = 1
 
@@ -68,50 +67,14 @@ def _nll(scores, target, log_probs):
 
 
 def _train(model, step_scores, log_probs, src, tgt, steps, batch_size, lr, seed, clip, decay=False):
-    """Adam over mini-batches drawn from a private generator (with `decay`, the learning rate falls
-    linearly to 0 over the steps); stops at a non-finite loss."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    optimizer = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator().manual_seed(int(seed))
-    n = src.shape[0]
-    losses, diverged, diverged_at = [], False, None
-    model.train()
-    start = time.perf_counter()
-    perm, pos = torch.randperm(n, generator=gen), 0
-    for step in range(int(steps)):
-        if pos + batch_size > n:
-            perm, pos = torch.randperm(n, generator=gen), 0
-        index = perm[pos : pos + batch_size]
-        pos += batch_size
-        if decay:
-            for group in optimizer.param_groups:
-                group["lr"] = lr * (1.0 - step / steps)
-        loss = _nll(step_scores(src[index], tgt[index]), tgt[index], log_probs)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            diverged, diverged_at = True, step
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
-        losses.append(value)
-    return losses, diverged, diverged_at, time.perf_counter() - start
+    """Adam over mini-batches (with `decay`, the learning rate falls linearly to 0 over the steps)."""
+    return fit(model, lambda index: _nll(step_scores(src[index], tgt[index]), tgt[index], log_probs), n=src.shape[0],
+               steps=steps, batch_size=batch_size, lr=lr, seed=seed, decay=decay, clip=clip)
 
 
-def _result(model, predict, valid_src, losses, diverged, diverged_at, seconds, eval_batch_size=256):
-    scores = None
-    if not diverged:
-        model.eval()
-        chunks = []
-        with torch.no_grad():
-            for i in range(0, valid_src.shape[0], eval_batch_size):
-                chunks.append(predict(valid_src[i : i + eval_batch_size]).detach().float().cpu())
-        scores = torch.cat(chunks)
-    return {"valid_scores": scores, "train_losses": losses, "seconds": seconds, "diverged": diverged, "diverged_at": diverged_at}
+def _result(model, predict_fn, valid_src, log, eval_batch_size=256):
+    scores = None if log["diverged"] else predict(model, predict_fn, valid_src, eval_batch_size)
+    return {"valid_scores": scores, **log}
 
 
 def train_seq2seq(ctx, *, model_args, train_src, train_tgt, valid_src, steps, batch_size, lr, seed, clip=0.5, decay=False):
@@ -132,7 +95,7 @@ def train_seq2seq(ctx, *, model_args, train_src, train_tgt, valid_src, steps, ba
     model = build_seq2seq(ctx, model_args).to(ctx.device)
     src, tgt = train_src.to(ctx.device).long(), train_tgt.to(ctx.device).long()
     out = _train(model, lambda s, t: model(s), True, src, tgt, steps, batch_size, lr, seed, clip, decay)
-    return _result(model, lambda s: model(s.to(ctx.device).long()), valid_src, *out)
+    return _result(model, lambda s: model(s.to(ctx.device).long()), valid_src, out)
 
 
 def train_transformer(ctx, *, kind, model_args, train_src, train_tgt, valid_src, steps, batch_size, lr, seed, clip=None):
@@ -158,6 +121,6 @@ def train_transformer(ctx, *, kind, model_args, train_src, train_tgt, valid_src,
     src, tgt = train_src.to(ctx.device).long(), train_tgt.to(ctx.device).long()
     if kind == "encoder":
         out = _train(model, lambda s, t: model(s), False, src, tgt, steps, batch_size, lr, seed, clip)
-        return _result(model, lambda s: model(s.to(ctx.device).long()), valid_src, *out)
+        return _result(model, lambda s: model(s.to(ctx.device).long()), valid_src, out)
     out = _train(model, lambda s, t: model(s, t), False, src, tgt, steps, batch_size, lr, seed, clip)
-    return _result(model, lambda s: model.generate_translation(s.to(ctx.device).long()), valid_src, *out)
+    return _result(model, lambda s: model.generate_translation(s.to(ctx.device).long()), valid_src, out)

@@ -97,3 +97,22 @@ def pair(x: Any, what: str) -> tuple[Any, Any]:
     if not isinstance(x, (tuple, list)) or len(x) != 2:
         raise Feedback(f"{what} should be a pair (tuple of 2), but your code returned {_kind(x)}")
     return x[0], x[1]
+
+
+def untouched(sub: Any, what: str, names: Sequence[str] = ()) -> None:
+    """The call just made through ``sub`` must not have written into its tensor arguments.
+
+    The worker compares each tensor argument with a copy taken before the call, whatever the call did
+    with autograd, so a function that writes into the caller's tensors (``targets[mask == 0] = 0``) is seen.
+    ``names`` gives the arguments' names in order, for the message.
+    """
+    changed = list(getattr(sub, "mutated", ()) or ())
+    if not changed:
+        return
+    shown = []
+    for label in changed:
+        index = label.removeprefix("argument ")
+        shown.append(names[int(index) - 1] if index.isdigit() and 0 < int(index) <= len(names) else label)
+    raise Feedback(f"{what} writes into its input ({', '.join(shown)}): the caller's tensors must be left unchanged, "
+                   "so compute on new tensors (e.g. `x = x.clone()` before changing it, or out-of-place operations)",
+                   "writes into its inputs")

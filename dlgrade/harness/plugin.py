@@ -1,26 +1,34 @@
 """The pytest plugin that turns a hidden suite run into per-test results.
 
-Markers: ``points(n)``, ``visibility(name)``, ``time_limit(seconds)``, ``part(name)``.
+Markers (registered here, validated at collection): ``points(n)``, ``visibility(name)``,
+``time_limit(seconds)``, ``part(name)``, ``spec(text)`` (the handout sentence or interface line the
+test checks), ``advice`` (behaviour the handout does not ask for: 0 points, shown as advice, never a
+failure), ``threshold(name)`` (a threshold test of ``[thresholds.<name>]``). Each test's settings are
+resolved once, at collection, into a frozen :class:`TestSettings`; a bad marker names the test and the
+marker and scores that test 0 (fail closed).
+
 Fixtures: ``sub``, ``ref``, ``gen``, ``seed``, ``config``, ``record``. Every test ends as exactly one
 :class:`TestResult`; a test without a trusted verdict (grader crash, skip) scores 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import sys
 import time
 import traceback
 import types
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from dlgrade.config import AssignmentConfig
+from dlgrade.config import AssignmentConfig, Rule
 from dlgrade.errors import Feedback, ForbiddenAPIError, GradingError
 from dlgrade.harness.remote import Submission
 from dlgrade.markers import keep_solutions
@@ -33,6 +41,9 @@ MARKERS = {
     "visibility(name): visible | hidden | after_due_date | after_published (default visible)",
     "time_limit(seconds): wall-clock limit for the whole test, enforced outside the worker",
     "part(name): the assignment part the test belongs to (a grades.csv column)",
+    "spec(text): the handout sentence or interface line the test checks (required by dlgrade validate)",
+    "advice: behaviour the handout does not ask for: 0 points, shown to the student, never a failure",
+    "threshold(name): a threshold test of [thresholds.<name>] (dlgrade calibrate runs these)",
 }
 
 
@@ -60,6 +71,79 @@ def test_seed(run_seed: int, nodeid: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{run_seed}:{nodeid}".encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
+@dataclass(frozen=True)
+class TestSettings:
+    """A hidden test's settings, resolved from its markers at collection."""
+
+    nodeid: str
+    name: str
+    number: str
+    points: float
+    visibility: str
+    part: str
+    time_limit: float
+    spec: str = ""
+    advice: bool = False
+    threshold: str = ""
+    errors: tuple[str, ...] = ()     # what is wrong with the markers (the test then scores 0)
+
+
+def _one_arg(item: pytest.Item, name: str) -> tuple[Any, str | None]:
+    """(value, error) of a one-argument marker; (None, None) when absent."""
+    m = item.get_closest_marker(name)
+    if m is None:
+        return None, None
+    if len(m.args) != 1 or m.kwargs:
+        return None, f"@pytest.mark.{name} takes exactly one argument, got {m.args!r} {m.kwargs!r}"
+    return m.args[0], None
+
+
+def resolve_settings(item: pytest.Item, cfg: AssignmentConfig, number: str) -> TestSettings:
+    errors: list[str] = []
+
+    def arg(name: str) -> Any:
+        value, error = _one_arg(item, name)
+        if error:
+            errors.append(error)
+        return value
+
+    points_arg, visibility_arg, limit_arg = arg("points"), arg("visibility"), arg("time_limit")
+    part_arg, spec_arg, threshold_arg = arg("part"), arg("spec"), arg("threshold")
+    advice = item.get_closest_marker("advice") is not None
+    points = 1.0 if points_arg is None else points_arg
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
+        errors.append(f"@pytest.mark.points must be a non-negative number, got {points_arg!r}")
+        points = 0.0
+    if advice:
+        if points_arg not in (None, 0):
+            errors.append("an @pytest.mark.advice test is worth 0 points; remove its points marker")
+        points = 0.0
+    visibility = "visible" if visibility_arg is None else visibility_arg
+    if visibility not in VISIBILITIES:
+        errors.append(f"@pytest.mark.visibility must be one of {', '.join(VISIBILITIES)}, got {visibility_arg!r}")
+        visibility = "hidden"
+    limit = cfg.limits.call_timeout_s if limit_arg is None else limit_arg
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0:
+        errors.append(f"@pytest.mark.time_limit must be a positive number of seconds, got {limit_arg!r}")
+        limit = cfg.limits.call_timeout_s
+    part = "" if part_arg is None else part_arg
+    if not isinstance(part, str) or (cfg.all_parts and part not in cfg.all_parts):
+        errors.append(f"@pytest.mark.part({part_arg!r}) is not a part of {cfg.id} (known: {', '.join(cfg.all_parts)})")
+        part = str(part)
+    spec = "" if spec_arg is None else spec_arg
+    if not isinstance(spec, str):
+        errors.append(f"@pytest.mark.spec takes the handout sentence as a string, got {spec_arg!r}")
+        spec = str(spec)
+    threshold = "" if threshold_arg is None else threshold_arg
+    if threshold and threshold not in cfg.thresholds:
+        errors.append(f"@pytest.mark.threshold({threshold!r}): no [thresholds.{threshold}] in assignment.toml")
+    doc = getattr(getattr(item, "function", None), "__doc__", None)
+    name = doc.strip().splitlines()[0] if doc and doc.strip() else item.name
+    return TestSettings(nodeid=item.nodeid, name=name, number=number, points=float(points), visibility=visibility,
+                        part=part, time_limit=float(limit), spec=spec.strip(), advice=advice, threshold=str(threshold),
+                        errors=tuple(f"{item.nodeid}: {e}" for e in errors))
+
+
 @dataclass
 class GradingContext:
     cfg: AssignmentConfig
@@ -69,6 +153,9 @@ class GradingContext:
     violations: list[Violation] = field(default_factory=list)
     results: list[TestResult] = field(default_factory=list)
     grader_log: list[str] = field(default_factory=list)
+    done: dict[str, TestResult] = field(default_factory=dict)          # tests finished by an earlier, cut-off run
+    on_result: Callable[[list[TestResult]], None] | None = None        # called after every test (partial results)
+    only_thresholds: tuple[str, ...] = ()                             # run only these threshold tests (calibration)
 
 
 @dataclass
@@ -81,17 +168,12 @@ class _TestState:
 
 
 _STATE = pytest.StashKey[_TestState]()
-
-
-def _marker_arg(item: pytest.Item, name: str, default: Any) -> Any:
-    m = item.get_closest_marker(name)
-    return m.args[0] if m is not None and m.args else default
+_SETTINGS = pytest.StashKey[TestSettings]()
 
 
 class GradingPlugin:
     def __init__(self, ctx: GradingContext) -> None:
         self.ctx = ctx
-        self.numbers: dict[str, str] = {}
         self.interrupted = False
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
@@ -103,9 +185,22 @@ class GradingPlugin:
         for line in MARKERS:
             config.addinivalue_line("markers", line)
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for i, item in enumerate(items, 1):
-            self.numbers[item.nodeid] = str(i)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        keep, drop = [], []
+        disabled = set(self.ctx.cfg.disabled_parts)
+        for i, item in enumerate(items, 1):  # numbers are fixed before anything is deselected
+            settings = item.stash[_SETTINGS] = resolve_settings(item, self.ctx.cfg, str(i))
+            self.ctx.grader_log.extend(settings.errors)
+            if settings.part in disabled or (self.ctx.only_thresholds and settings.threshold not in self.ctx.only_thresholds):
+                drop.append(item)
+            elif item.nodeid in self.ctx.done:
+                drop.append(item)
+                self.ctx.results.append(self.ctx.done[item.nodeid])
+            else:
+                keep.append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -142,12 +237,14 @@ class GradingPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        settings = item.stash[_SETTINGS]
         item.stash[_STATE] = _TestState(time.monotonic())
         torch.manual_seed(test_seed(self.ctx.seed, item.nodeid))
-        self.ctx.sub.begin_test(float(_marker_arg(item, "time_limit", self.ctx.cfg.limits.call_timeout_s)))
-        part = _marker_arg(item, "part", "")
+        self.ctx.sub.begin_test(settings.time_limit)
+        if settings.errors:
+            raise GradingError("this test is misconfigured in the hidden suite; your instructor has been notified")
         for v in self.ctx.violations:
-            if part in v.parts:
+            if settings.part in v.parts:
                 raise ForbiddenAPIError(v.message())
 
     @pytest.hookimpl(hookwrapper=True)
@@ -162,53 +259,64 @@ class GradingPlugin:
         elif report.failed and state.failure is None and call.excinfo is not None:
             state.failure, state.phase = call.excinfo.value, call.when
         if call.when == "teardown":
-            self.ctx.results.append(self._result(item, state))
+            self.ctx.results.append(self._result(item.stash[_SETTINGS], state))
+            if self.ctx.on_result is not None:
+                self.ctx.on_result(list(self.ctx.results))
 
-    def _result(self, item: pytest.Item, state: _TestState) -> TestResult:
-        points = float(_marker_arg(item, "points", 1))
-        visibility = str(_marker_arg(item, "visibility", "visible"))
-        if visibility not in VISIBILITIES:
-            self.ctx.grader_log.append(f"{item.nodeid}: unknown visibility {visibility!r}; using hidden")
-            visibility = "hidden"
-        doc = getattr(getattr(item, "function", None), "__doc__", None)
-        name = (doc or "").strip().splitlines()[0] if doc else item.name
+    def _result(self, s: TestSettings, state: _TestState) -> TestResult:
         diagnosis = None
         if state.failure is None and state.skipped is None:
-            status, score, output = "passed", points, "Passed."
+            status, score, output = "passed", s.points, "Passed."
         else:
             status, score = "failed", 0.0
             if state.failure is None:
                 output = f"Not run: {state.skipped}"
-                self.ctx.grader_log.append(f"{item.nodeid}: skipped ({state.skipped}); scored 0")
+                self.ctx.grader_log.append(f"{s.nodeid}: skipped ({state.skipped}); scored 0")
             else:
-                output, diagnosis = self._message(item, state.failure)
-        return TestResult(name=name, number=self.numbers.get(item.nodeid, "0"), score=score, max_score=points,
-                          status=status, output=output, visibility=visibility, part=str(_marker_arg(item, "part", "")),
-                          nodeid=item.nodeid, diagnosis=diagnosis, seconds=round(time.monotonic() - state.started, 3),
-                          extra=state.record)
+                output, diagnosis = self._message(s.nodeid, state.failure)
+        if s.advice:  # never a failure, never points: what the check found is shown as advice
+            output = "Advice (no points): " + (output if status == "failed" else "nothing to improve here.")
+            status, score = "passed", 0.0
+        return TestResult(name=s.name, number=s.number, score=score, max_score=s.points, status=status, output=output,
+                          visibility=s.visibility, part=s.part, nodeid=s.nodeid, diagnosis=diagnosis,
+                          seconds=round(time.monotonic() - state.started, 3), extra=state.record, spec=s.spec,
+                          advice=s.advice)
 
-    def _message(self, item: pytest.Item, exc: BaseException) -> tuple[str, str | None]:
+    def _message(self, nodeid: str, exc: BaseException) -> tuple[str, str | None]:
         if isinstance(exc, Feedback):
             return str(exc), exc.diagnosis
         if isinstance(exc, GradingError):
             kind = {"SubmissionImportError": "Import error", "MissingNameError": "Missing from your code",
                     "StudentCodeError": "Your code raised an error", "ForbiddenAPIError": "Forbidden API",
                     "LimitExceeded": "Limit exceeded", "WorkerCrashed": "Your code crashed the worker",
-                    "BadAnswer": "Unusable answer"}.get(type(exc).__name__, "Error")
+                    "BadAnswer": "Unusable answer", "GradingError": "Not graded"}.get(type(exc).__name__, "Error")
             return f"{kind}: {exc}", exc.diagnosis
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.ctx.grader_log.append(f"{item.nodeid}: grader error\n{trace}")
+        self.ctx.grader_log.append(f"{nodeid}: grader error\n{trace}")
         if isinstance(exc, AssertionError):
             return "A check in this test failed.", None
         return (f"This test could not be completed ({type(exc).__name__} in the grader); this usually means your code "
                 "returned a value of an unexpected type. Your instructor can see the details.", None)
 
 
+def charge_runtime_rules(results: list[TestResult], rules: tuple[Rule, ...], used: list[tuple[str, str]]) -> list[TestResult]:
+    """A rule broken at run time costs every test of its parts, whenever in the run the use was seen."""
+    message: dict[str, str] = {}
+    for rule_id, api in used:
+        try:
+            rule = rules[int(rule_id)]
+        except (ValueError, IndexError):
+            continue
+        where = f" in {', '.join(rule.scope)}" if rule.scope else ""
+        text = f"Forbidden API: your code ran {api}{where}, which the handout forbids" + (f" ({rule.why})" if rule.why else "")
+        for part in rule.parts:
+            message.setdefault(part, text)
+    return [replace(t, score=0.0, status="failed", output=message[t.part], diagnosis="forbidden API used")
+            if t.part in message and not t.advice and t.max_score > 0 else t for t in results]
+
+
 def run_suite(ctx: GradingContext, extra_args: list[str] | None = None) -> int:
     """Run the assignment's hidden suite for one submission; results land in ``ctx.results``."""
-    import contextlib
-    import io
-
     root = str(ctx.cfg.root)
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -222,7 +330,8 @@ def run_suite(ctx: GradingContext, extra_args: list[str] | None = None) -> int:
     if plugin.interrupted:
         # pytest turns Ctrl-C into an exit code; the batch must stop, not record a half-graded student
         raise KeyboardInterrupt
-    if code not in (0, 1):
+    if code not in (0, 1, 5):  # 5: every test deselected (a resumed run that had finished them all)
         ctx.grader_log.append(f"pytest exited with {code}:\n{log.getvalue()[-5000:]}")
+    ctx.results.sort(key=lambda t: int(t.number) if t.number.isdigit() else 0)
+    ctx.results[:] = charge_runtime_rules(ctx.results, ctx.cfg.rules, sorted(ctx.sub.forbidden_used))
     return code
-

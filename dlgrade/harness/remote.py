@@ -71,7 +71,8 @@ class Submission:
         self.worker: Worker | None = None
         self.generation = 0
         self.import_failures: dict[str, GradingError] = {}
-        self.forbidden_used: set[str] = set()
+        self.forbidden_used: set[tuple[str, str]] = set()   # (rule id, API) seen at run time in the worker
+        self.mutated: tuple[str, ...] = ()                   # the arguments the last call wrote into
         self.warnings: list[str] = []
         self.restarts = 0
         self._outputs: list[str] = []
@@ -152,7 +153,11 @@ class Submission:
             raise type(exc)(f"{what}: {exc}") from None
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             raise BadAnswer(f"{what}: the worker's answer is malformed")
-        self.forbidden_used.update(str(a) for a in reply.get("forbidden_used", []) if isinstance(a, str))
+        for use in reply.get("forbidden_used", []) or []:
+            if isinstance(use, dict) and isinstance(use.get("rule"), str) and isinstance(use.get("api"), str):
+                self.forbidden_used.add((use["rule"][:20], use["api"][:200]))
+        mutated = reply.get("mutated") or []
+        self.mutated = tuple(str(m)[:100] for m in mutated[:50]) if isinstance(mutated, list) else ()
         if reply["ok"]:
             return self._wrap(reply.get("value"))
         raise self._error(reply.get("error"), what)
@@ -202,6 +207,15 @@ class Submission:
         return value
 
     # ------------------------------------------------------------------ public API
+
+    def source(self, filename: str) -> str:
+        """The submitted text of one file (as graded: for a notebook, the module extracted from it); '' if absent.
+
+        Read on the trusted side from what intake collected; nothing is asked of the worker."""
+        data = self.spec.files.get(filename)
+        if data is None:
+            return ""
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
 
     def new(self, qualname: str, *args: Any, seed: int = 0, **kwargs: Any) -> RemoteObject:
         label = f"{qualname.split('.', 1)[-1]}({describe_args(args, kwargs)})"

@@ -58,15 +58,7 @@ def _write_text(path: Path, text: str) -> None:
 
 def write_grades(students: list[Student], parts: dict[str, str], results_dir: Path) -> Path:
     """grades.csv through dlgrade.results (the same columns `dlgrade grade` writes)."""
-    rows = []
-    for s in students:
-        per_part: dict[str, float] = {}
-        for t in s.tests:
-            if t.part:
-                per_part[t.part] = round(per_part.get(t.part, 0.0) + t.score, 4)
-        rows.append({"student": s.student, "score": s.score, "max_score": s.max_score, "parts": per_part, "seed": s.seed,
-                     "status": "grader error" if s.grader_errors else "graded"})
-    return write_grades_csv(rows, {p: p for p in parts}, results_dir / "grades.csv")
+    return write_grades_csv([s.row() for s in students], {p: p for p in parts}, results_dir / "grades.csv")
 
 
 def write_canvas_csv(students: list[Student], title: str, path: Path) -> Path:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlgrade.results import GradeRow
+
 AUDIENCES = ("student", "instructor")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
@@ -83,10 +85,20 @@ class Student:
     warnings: tuple[str, ...]
     grader_errors: tuple[str, ...]
     stdout: str
+    status: str = "graded"          # "graded", "not graded", "grader error", "in progress"
+    reason: str = ""                # why it was not graded
 
     @property
     def failed_to_grade(self) -> bool:
-        return bool(self.grader_errors) or not self.tests
+        return bool(self.grader_errors) or not self.tests or self.status != "graded"
+
+    def row(self) -> GradeRow:
+        """This student's grades.csv row (the same one `dlgrade grade` writes)."""
+        parts: dict[str, float] = {}
+        for t in self.tests:
+            if t.part:
+                parts[t.part] = round(parts.get(t.part, 0.0) + t.score, 4)
+        return GradeRow(self.student, self.score, self.max_score, parts, self.seed, self.status, self.reason)
 
 
 @dataclass(frozen=True)
@@ -151,7 +163,9 @@ def read_student(folder: Path) -> Student | Unreadable:
                    seed=_text(extra.get("seed", "")), score=_num(data.get("score"), sum(t.score for t in tests)),
                    max_score=max_score, tests=tests, execution_time=_num(data.get("execution_time")),
                    output=_text(data.get("output")), warnings=_texts(extra.get("warnings")),
-                   grader_errors=_texts(extra.get("grader_errors")), stdout=stdout)
+                   grader_errors=_texts(extra.get("grader_errors")), stdout=stdout,
+                   status=_text(extra.get("status")) or ("grader error" if extra.get("grader_errors") else "graded"),
+                   reason=_text(extra.get("reason")))
 
 
 def read_class(results_dir: Path) -> tuple[list[Student], list[Unreadable]]:

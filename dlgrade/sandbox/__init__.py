@@ -15,7 +15,7 @@ from typing import Any, Protocol
 class WorkerSpec:
     files: dict[str, bytes]              # relative path -> content (submission + given support files)
     modules: tuple[str, ...]             # importable submission modules
-    forbidden: tuple[str, ...] = ()
+    forbidden: tuple[dict[str, Any], ...] = ()   # run-time rules: {"id", "module", "scope", "apis", "allow"}
     memory_mb: int = 2048
     processes: int = 64
     file_size_mb: int = 64

@@ -1,8 +1,8 @@
 """The `inprocess` backend: the worker's dispatcher in the grader's own process.
 
 For instructors iterating on their own reference only. There is no isolation and time limits
-cannot be enforced (a call cannot be interrupted), and forbidden-API guards are not
-installed (they would patch torch for the grader too); the static check still applies.
+cannot be enforced (a call cannot be interrupted). The run-time rules watch only while the student's
+scoped code runs, so they apply here too without touching the grader's own computations.
 Messages still go through the protocol's encoder and decoder, so values behave exactly as
 they do across a real pipe.
 """
@@ -40,7 +40,7 @@ class InProcessWorker:
             if name.split(".")[0] in spec.modules or name.split(".")[0] == "utils":
                 del sys.modules[name]
         self._path = root
-        self.dispatcher = Dispatcher(root, list(spec.modules), device=spec.device)
+        self.dispatcher = Dispatcher(root, list(spec.modules), device=spec.device, rules=list(spec.forbidden))
         self._out = io.StringIO()
         self.info: dict[str, Any] = {"pid": None, "warnings": ["inprocess sandbox: no isolation, no time limits"]}
 

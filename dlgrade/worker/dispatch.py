@@ -8,6 +8,7 @@ so that the trusted side can word a specific message.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import os
@@ -15,13 +16,14 @@ import random
 import sys
 import traceback
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from dlgrade.protocol import Handle
-from dlgrade.worker import guards
+from dlgrade.worker import guards, training
 
 MAX_MESSAGE = 2000
 
@@ -58,7 +60,8 @@ def _seed_all(seed: int) -> None:
 
 
 class Dispatcher:
-    def __init__(self, submission_dir: str, modules: list[str], device: str = "cpu", blocked: list[str] | None = None) -> None:
+    def __init__(self, submission_dir: str, modules: list[str], device: str = "cpu", blocked: list[str] | None = None,
+                 rules: list[dict[str, Any]] | None = None) -> None:
         self.submission_dir = os.path.realpath(submission_dir)
         self.allowed_modules = set(modules)
         self.device = torch.device(device)
@@ -68,6 +71,26 @@ class Dispatcher:
             name: {"kind": "import", "type": "", "trace": "", "api": None,
                    "message": f"{name}.py crashed or hung the worker when it was imported earlier"}
             for name in blocked or []}
+        # run-time rules: per module, (scope, resolved rule); armed when the module is first handed out
+        guards.USED.clear()
+        self.rules: dict[str, list[tuple[list[str], guards.Resolved]]] = {}
+        self.rule_warnings: list[str] = []
+        for r in rules or []:
+            resolved = guards.resolve(str(r["id"]), [str(a) for a in r.get("apis", [])], [str(a) for a in r.get("allow", [])])
+            self.rule_warnings += [f"forbidden API {a} not found in this torch" for a in resolved.missing]
+            self.rules.setdefault(str(r["module"]), []).append(([str(s) for s in r.get("scope", [])], resolved))
+        self.armed: set[str] = set()
+        self.last_mutated: list[str] = []
+
+    def _arm(self, name: str, mod: types.ModuleType) -> None:
+        if name in self.armed:
+            return
+        self.armed.add(name)
+        by_scope: dict[tuple[str, ...], list[guards.Resolved]] = {}
+        for scope, resolved in self.rules.get(name, []):
+            by_scope.setdefault(tuple(scope), []).append(resolved)
+        for names, group in by_scope.items():
+            guards.arm(mod, list(names), group)
 
     # ------------------------------------------------------------------ names and values
 
@@ -79,6 +102,7 @@ class Dispatcher:
         mod = sys.modules.get(name)
         mod_file = getattr(mod, "__file__", None) if mod is not None else None
         if mod is not None and isinstance(mod_file, str) and os.path.realpath(mod_file).startswith(self.submission_dir):
+            self._arm(name, mod)  # imported by another student module first
             return mod
         path = os.path.join(self.submission_dir, *name.split(".")) + ".py"  # models.naive.RNN -> models/naive/RNN.py
         if not os.path.isfile(path):
@@ -90,13 +114,16 @@ class Dispatcher:
         assert spec is not None and spec.loader is not None
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
+        whole_file = [r for scope, r in self.rules.get(name, []) if not scope]
         try:
-            spec.loader.exec_module(mod)
+            with guards.watching(whole_file):  # a rule over the whole file also covers its top level
+                spec.loader.exec_module(mod)
         except BaseException as exc:  # the module's top level is student code
             sys.modules.pop(name, None)
             err = self.describe(exc, kind="import")
             self.import_errors[name] = err
             raise _ImportFailed(err) from None
+        self._arm(name, mod)
         return mod
 
     def resolve(self, qualname: str) -> Any:
@@ -171,13 +198,15 @@ class Dispatcher:
         except BaseException:  # a hostile __str__
             message = "<unprintable>"
         return {"kind": kind, "type": type(exc).__name__[:100], "message": message[:MAX_MESSAGE], "trace": trace[:MAX_MESSAGE],
-                "api": getattr(exc, "api", None) if kind == "forbidden" else None}
+                "api": getattr(exc, "api", None) if kind == "forbidden" else None,
+                "rule": getattr(exc, "rule", None) if kind == "forbidden" else None}
 
     # ------------------------------------------------------------------ requests
 
     def serve(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         fn = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+        self.last_mutated = []
         try:
             if fn is None:
                 raise RequestError("request", f"unknown op {op!r}")
@@ -193,7 +222,9 @@ class Dispatcher:
         except BaseException as exc:  # student code: anything, including SystemExit
             reply = {"ok": False, "error": self.describe(exc)}
         if guards.USED:
-            reply["forbidden_used"] = list(guards.USED)
+            reply["forbidden_used"] = [dict(u) for u in guards.USED]
+        if self.last_mutated:
+            reply["mutated"] = list(self.last_mutated)
         return reply
 
     def op_ping(self, r: dict[str, Any]) -> Any:
@@ -237,8 +268,20 @@ class Dispatcher:
         args, kwargs = self.deref(r.get("args", [])), self.deref(r.get("kwargs", {}))
         grad_output = r.get("grad_output")
         if grad_output is None:
-            return fn(*args, **kwargs)
+            with self._watch_inputs(args, kwargs):
+                return fn(*args, **kwargs)
         return self._backward(fn, args, kwargs, self.deref(grad_output), r.get("target"))
+
+    @contextlib.contextmanager
+    def _watch_inputs(self, args: list[Any], kwargs: dict[str, Any]) -> Iterator[None]:
+        """Record which tensor arguments the call wrote into (compared with copies taken before it)."""
+        named = [(f"argument {i + 1}", a) for i, a in enumerate(args)] + [(f"argument {k!r}", v) for k, v in kwargs.items()]
+        before = [(name, t, t.detach().clone()) for name, t in named
+                  if isinstance(t, torch.Tensor) and t.numel() <= 4_000_000 and t.layout == torch.strided]
+        try:
+            yield
+        finally:
+            self.last_mutated = [name for name, t, copy in before if not _same_values(t, copy)]
 
     def _backward(self, fn: Any, args: list[Any], kwargs: dict[str, Any], grad_output: Any, target: Any) -> Any:
         leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
@@ -306,6 +349,7 @@ class Dispatcher:
         return None
 
     def op_recipe(self, r: dict[str, Any]) -> Any:
+        sys.modules.setdefault("dlgrade_training", training)  # the shared loop recipes import (a file in the release)
         namespace: dict[str, Any] = {"__name__": "dlgrade_recipes"}
         exec(compile(r["source"], "recipes.py", "exec"), namespace)
         fn = namespace.get(r["name"])
@@ -318,6 +362,16 @@ class Dispatcher:
             if isinstance(h, Handle):
                 self.handles.pop(h.id, None)
         return None
+
+
+def _same_values(t: torch.Tensor, copy: torch.Tensor) -> bool:
+    try:
+        now = t.detach()
+        if now.shape != copy.shape or now.dtype != copy.dtype:
+            return False
+        return bool(torch.equal(now, copy) or (now.is_floating_point() and bool(((now == copy) | (now.isnan() & copy.isnan())).all())))
+    except Exception:  # a tensor the student's code freed or broke: count it as changed
+        return False
 
 
 class _ImportFailed(Exception):

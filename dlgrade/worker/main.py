@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from dlgrade.protocol import Channel, PeerClosed, ProtocolError
-from dlgrade.worker import confine, guards
+from dlgrade.worker import confine
 from dlgrade.worker.dispatch import Dispatcher
 
 
@@ -40,15 +40,15 @@ def run(sock: socket.socket) -> None:
     files = {str(k): bytes(v.numpy().tobytes()) for k, v in hello.get("files", {}).items()}
     sub, warnings = confine.confine(cfg, files)
     torch.set_num_threads(max(1, int(cfg.get("threads", 1))))
-    missing = guards.install([str(a) for a in cfg.get("forbidden", [])])
-    warnings += [f"forbidden API {a} not found in this torch" for a in missing]
     sys.path.insert(0, sub)
     device = str(cfg.get("device", "cpu"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         warnings.append("CUDA requested but not available in the worker; using the CPU")
         device = "cpu"
     dispatcher = Dispatcher(sub, [str(m) for m in cfg.get("modules", [])], device=device,
-                            blocked=[str(m) for m in cfg.get("blocked", [])])
+                            blocked=[str(m) for m in cfg.get("blocked", [])],
+                            rules=[r for r in cfg.get("forbidden", []) if isinstance(r, dict)])
+    warnings += dispatcher.rule_warnings
     channel.send({"ok": True, "value": {"pid": os.getpid(), "uid": os.getuid(), "warnings": warnings, "device": device}})
     serve(channel, dispatcher)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import sys
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -23,31 +21,6 @@ import torch
 from dlgrade.errors import BadAnswer
 
 ASSIGNMENT_DIR = Path(__file__).resolve().parents[2] / "assignments" / "lstm_lm_vit"
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
-
-
-@dataclass(frozen=True)
-class Budget:
-    """One threshold test: model size, data size, training budget and the threshold."""
-
-    model_args: dict[str, Any]
-    data_args: dict[str, Any]
-    steps: int
-    batch_size: int
-    lr: float
-    threshold: float
-
-
-def budget(name: str) -> Budget:
-    """``[thresholds.<name>]`` of assignment.toml (name: "lm" or "vit")."""
-    raw = tomllib.loads((ASSIGNMENT_DIR / "assignment.toml").read_text())["thresholds"][name]
-    return Budget(dict(raw["model_args"]), dict(raw.get("data_args", {})), int(raw["steps"]), int(raw["batch_size"]),
-                  float(raw["lr"]), float(raw["threshold"]))
-
 
 def datagen() -> ModuleType:
     spec = importlib.util.spec_from_file_location("_dlgrade_lstm_lm_vit_datagen", ASSIGNMENT_DIR / "datagen.py")

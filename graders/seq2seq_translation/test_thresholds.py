@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
+from dlgrade.config import Threshold
 from dlgrade.harness import expect
 from graders.seq2seq_translation import thresholds
 
 
-def _train(sub, name: str, seed: int, record: dict[str, Any]) -> tuple[float, thresholds.Budget]:
-    b = thresholds.budget(name)
+def _train(sub, config, name: str, seed: int, record: dict[str, Any]) -> tuple[float, Threshold]:
+    b = config.thresholds[name]
     d = thresholds.data(seed, tuple(sorted(b.data_args.items())))
     out = sub.run_recipe(b.recipe, **thresholds.recipe_kwargs(b, d, seed))
     expect.true(isinstance(out, dict) and "valid_scores" in out, "the training recipe returned a malformed result")
@@ -29,7 +30,7 @@ def _train(sub, name: str, seed: int, record: dict[str, Any]) -> tuple[float, th
     if out.get("diverged"):
         expect.fail("training diverged: the loss became NaN or infinite", "training diverged")
     ppl = thresholds.perplexity(out["valid_scores"], d["valid_tgt"], log_probs=b.recipe == "train_seq2seq")
-    record.update(metric="validation perplexity", value=ppl, threshold=b.threshold, better="lower")
+    record.update(metric=b.metric, value=ppl, threshold=b.threshold, better=b.direction)
     return ppl, b
 
 
@@ -37,10 +38,13 @@ def _train(sub, name: str, seed: int, record: dict[str, Any]) -> tuple[float, th
 @pytest.mark.points(2)
 @pytest.mark.visibility("visible")
 @pytest.mark.time_limit(60)
-def test_seq2seq_reaches_perplexity(sub, seed, record):
+@pytest.mark.threshold("seq2seq")
+@pytest.mark.spec("Seq2Seq with attention: the LSTM encoder/decoder with cosine attention, decoding greedily, learns to "
+                  "translate (threshold calibrated on the generated reordering language)")
+def test_seq2seq_reaches_perplexity(sub, seed, record, config):
     """Training: your LSTM Seq2Seq with attention reaches the perplexity threshold on the toy language"""
-    ppl, b = _train(sub, "seq2seq", seed, record)
-    expect.true(ppl <= b.threshold,
+    ppl, b = _train(sub, config, "seq2seq", seed, record)
+    expect.true(b.passes(ppl),
                 f"after {b.steps} training steps your LSTM encoder/decoder with attention reaches a validation perplexity "
                 f"of {ppl:.2f}; it must be at most {b.threshold:.2f}. The toy language reorders words, so the decoder "
                 "needs the attention context: check that it reaches the recurrent layer.", "the Seq2Seq model does not learn")
@@ -50,10 +54,13 @@ def test_seq2seq_reaches_perplexity(sub, seed, record):
 @pytest.mark.points(2)
 @pytest.mark.visibility("visible")
 @pytest.mark.time_limit(60)
-def test_transformer_reaches_perplexity(sub, seed, record):
+@pytest.mark.threshold("transformer")
+@pytest.mark.spec("TransformerTranslator: embeddings with learned positions, multi-head attention and the feed-forward "
+                  "layer learn to translate (threshold calibrated on the generated language)")
+def test_transformer_reaches_perplexity(sub, seed, record, config):
     """Training: your encoder-only Transformer reaches the perplexity threshold on the toy language"""
-    ppl, b = _train(sub, "transformer", seed, record)
-    expect.true(ppl <= b.threshold,
+    ppl, b = _train(sub, config, "transformer", seed, record)
+    expect.true(b.passes(ppl),
                 f"after {b.steps} training steps your TransformerTranslator reaches a validation perplexity of {ppl:.2f}; "
                 f"it must be at most {b.threshold:.2f}. Word order matters in this language: check the position "
                 "embeddings and the attention.", "the Transformer does not learn")
@@ -63,10 +70,13 @@ def test_transformer_reaches_perplexity(sub, seed, record):
 @pytest.mark.points(2)
 @pytest.mark.visibility("visible")
 @pytest.mark.time_limit(60)
-def test_full_transformer_reaches_perplexity(sub, seed, record):
+@pytest.mark.threshold("full_transformer")
+@pytest.mark.spec("FullTransformerTranslator: trained with teacher forcing and a causal mask, its greedy "
+                  "generate_translation translates (threshold calibrated on the generated language)")
+def test_full_transformer_reaches_perplexity(sub, seed, record, config):
     """Training: your full Transformer's greedy translations reach the perplexity threshold"""
-    ppl, b = _train(sub, "full_transformer", seed, record)
-    expect.true(ppl <= b.threshold,
+    ppl, b = _train(sub, config, "full_transformer", seed, record)
+    expect.true(b.passes(ppl),
                 f"after {b.steps} training steps the greedy translations of your FullTransformerTranslator "
                 f"(generate_translation) reach a validation perplexity of {ppl:.2f}; it must be at most {b.threshold:.2f}. "
                 "A model that may look at the target tokens it predicts (no causal mask) learns to copy them and "

@@ -1,4 +1,4 @@
-"""Threshold tests' trusted side: budgets from assignment.toml, the generated data, the metric.
+"""Threshold tests' trusted side (budgets: ``config.thresholds``), the generated data, the metric.
 
 The worker trains the student's models (``assignments/seq2seq_translation/recipes.py``) and
 returns their scores on the validation sources; the validation targets stay here, and the
@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -20,39 +19,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dlgrade.config import Threshold
 from dlgrade.errors import BadAnswer
 
 ASSIGNMENT_DIR = Path(__file__).resolve().parents[2] / "assignments" / "seq2seq_translation"
 PAD = 1
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
-
-
-@dataclass(frozen=True)
-class Budget:
-    """One threshold test: which model, its size, the data, the training budget and the threshold."""
-
-    recipe: str
-    kind: str
-    model_args: dict[str, Any]
-    data_args: dict[str, Any]
-    steps: int
-    batch_size: int
-    lr: float
-    threshold: float
-    decay: bool = False  # linear decay of the learning rate to 0 (recipe train_seq2seq)
-
-
-def budget(name: str) -> Budget:
-    """``[thresholds.<name>]`` of assignment.toml."""
-    raw = tomllib.loads((ASSIGNMENT_DIR / "assignment.toml").read_text())["thresholds"][name]
-    return Budget(str(raw["recipe"]), str(raw.get("kind", "")), dict(raw["model_args"]), dict(raw.get("data_args", {})),
-                  int(raw["steps"]), int(raw["batch_size"]), float(raw["lr"]), float(raw["threshold"]),
-                  bool(raw.get("decay", False)))
-
 
 def translation_data() -> ModuleType:
     """The released data module, loaded under a private name (it is given code, not the student's)."""
@@ -74,19 +45,11 @@ def data(seed: int, data_args: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
             "src_vocab": len(d.src_vocab), "tgt_vocab": len(d.tgt_vocab)}
 
 
-def model_args(b: Budget, d: dict[str, Any]) -> dict[str, Any]:
-    return {"src_vocab": d["src_vocab"], "tgt_vocab": d["tgt_vocab"], **b.model_args}
-
-
-def recipe_kwargs(b: Budget, d: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Keyword arguments of the budget's recipe (recipes.py) for data `d`."""
-    kw: dict[str, Any] = {"model_args": model_args(b, d), "train_src": d["train_src"], "train_tgt": d["train_tgt"],
-                          "valid_src": d["valid_src"], "steps": b.steps, "batch_size": b.batch_size, "lr": b.lr, "seed": seed}
-    if b.kind:
-        kw["kind"] = b.kind
-    if b.decay:
-        kw["decay"] = True
-    return kw
+def recipe_kwargs(b: Threshold, d: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Keyword arguments of the threshold's recipe (recipes.py) for data `d`."""
+    kw = b.recipe_kwargs()
+    kw["model_args"] = {"src_vocab": d["src_vocab"], "tgt_vocab": d["tgt_vocab"], **b.model_args}
+    return {**kw, "train_src": d["train_src"], "train_tgt": d["train_tgt"], "valid_src": d["valid_src"], "seed": seed}
 
 
 def perplexity(scores: Any, valid_tgt: torch.Tensor, log_probs: bool) -> float:
