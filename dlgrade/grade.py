@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dlgrade import intake, static_check
+from dlgrade import intake, notebook, static_check
 from dlgrade.config import AssignmentConfig, module_name
 from dlgrade.harness.plugin import GradingContext, Reference, run_suite
 from dlgrade.harness.remote import Submission
@@ -120,9 +120,12 @@ def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, ou
         seed = resumed[0]
     try:
         files = intake.read_submission(path, cfg)
-        violations = static_check.check_files(files.files, cfg.rules)
+        notebook.write_graded(files.notebooks, out_dir)  # the modules graded, for the instructor's report
+        violations = notebook.locate_violations(static_check.check_files(
+            {**files.files, **notebook.check_sources(files.notebooks)}, cfg.rules), files.notebooks)
         sub = Submission(backend, _spec(cfg, files.files, out_root, device), cfg.limits.call_timeout_s,
                          cfg.limits.submission_timeout_s, recipe_source=_recipe_reader(cfg))
+        sub.notebooks = files.notebooks  # worker messages name the notebook's cells
         reason = _not_graded(files, cfg)
         problems = files.problems + tuple(v.message() for v in violations)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dlgrade.config import AssignmentConfig
 from dlgrade.markers import keep_solutions, strip_solutions
+from dlgrade.notebook import percent
 
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 TRAINING_LOOP = Path(__file__).resolve().parent / "worker" / "training.py"  # read as a file: it is worker code
@@ -29,7 +30,10 @@ def _released(cfg: AssignmentConfig) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     for rel in cfg.release:
         base = cfg.reference_dir if (cfg.reference_dir / rel).exists() else cfg.assignment_dir
-        if rel.endswith("/"):
+        notebook = notebook_source(cfg, rel)
+        if notebook is not None:  # a notebook written as percent-format Python
+            out.append((rel, notebook))
+        elif rel.endswith("/"):
             folder = base / rel
             out += [(f"{rel}{p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*"))
                     if p.is_file() and "__pycache__" not in p.parts]
@@ -44,6 +48,8 @@ def skeleton_files(cfg: AssignmentConfig) -> dict[str, bytes]:
     for rel, path in _released(cfg):
         if rel.endswith(".py"):
             out[rel] = strip_solutions(path.read_text(), rel).encode()
+        elif rel.endswith(".ipynb") and path.suffix == ".py":
+            out[rel] = percent.skeleton_notebook(path.read_text(), str(path))
         else:
             out[rel] = path.read_bytes()
     return out
@@ -54,8 +60,29 @@ def support_files(cfg: AssignmentConfig) -> dict[str, bytes]:
     return {rel: data for rel, data in skeleton_files(cfg).items() if rel not in cfg.submit}
 
 
+def notebook_source(cfg: AssignmentConfig, rel: str) -> Path | None:
+    """The percent-format reference source of a notebook entry (``x.ipynb`` -> ``reference_solutions/<id>/x.py``)."""
+    if not rel.endswith(".ipynb"):
+        return None
+    path = cfg.reference_dir / Path(rel).with_suffix(".py")
+    return path if path.is_file() else None
+
+
+def reference_sources(cfg: AssignmentConfig) -> dict[str, str]:
+    """The reference text of each submitted file, solution markers removed (for a notebook: its percent source).
+
+    Bug catalogues and test fixtures edit this text; :func:`build_submission` turns it into files to grade."""
+    return {rel: keep_solutions((notebook_source(cfg, rel) or cfg.reference_dir / rel).read_text()) for rel in cfg.submit}
+
+
+def build_submission(cfg: AssignmentConfig, sources: dict[str, str]) -> dict[str, bytes]:
+    """Submitted files from reference-style texts: notebooks are built from their percent source."""
+    return {rel: percent.reference_notebook(text, rel) if notebook_source(cfg, rel) is not None else text.encode()
+            for rel, text in sources.items()}
+
+
 def reference_submission(cfg: AssignmentConfig) -> dict[str, bytes]:
-    return {rel: keep_solutions((cfg.reference_dir / rel).read_text()).encode() for rel in cfg.submit}
+    return build_submission(cfg, reference_sources(cfg))
 
 
 def _public_files(cfg: AssignmentConfig) -> dict[str, bytes]:

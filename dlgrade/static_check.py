@@ -26,6 +26,7 @@ class Violation:
     file: str
     line: int
     where: str = ""     # the enclosing class or function ("LayerNorm.forward"), if any
+    location: str = ""  # where the student sees the line, if not "line N" of the file ("cell 4, line 2" of a notebook)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -33,12 +34,13 @@ class Violation:
 
     def message(self) -> str:
         inside = f" (in {self.where})" if self.where else ""
+        at = self.location or f"line {self.line}"
         if self.rule.kind == "imports":
             allowed = ", ".join(self.rule.apis)
-            text = f"{self.file} line {self.line}{inside} imports {self.api}; the handout allows only {allowed} there"
+            text = f"{self.file} {at}{inside} imports {self.api}; the handout allows only {allowed} there"
         else:
             scope = f" in {', '.join(self.rule.scope)}" if self.rule.scope else ""
-            text = f"{self.file} line {self.line}{inside} uses {self.api}, which the handout forbids{scope}"
+            text = f"{self.file} {at}{inside} uses {self.api}, which the handout forbids{scope}"
         return text + (f" ({self.rule.why})" if self.rule.why else "")
 
 
@@ -236,6 +238,6 @@ def check_files(files: dict[str, bytes], rules: Iterable[Rule]) -> list[Violatio
     rules = list(rules)
     out: list[Violation] = []
     for name, data in sorted(files.items()):
-        if name.endswith(".py") and any(r.applies_to(name) for r in rules):
+        if name.endswith((".py", ".ipynb")) and any(r.applies_to(name) for r in rules):  # a notebook: its graded module
             out += check_source(data.decode("utf-8", "replace"), name, rules)
     return out

@@ -8,7 +8,7 @@ instead of paying the time limit again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +24,7 @@ from dlgrade.errors import (
     SubmissionImportError,
     WorkerCrashed,
 )
+from dlgrade.notebook import Extracted, map_locations
 from dlgrade.protocol import Handle
 from dlgrade.sandbox import Backend, Worker, WorkerSpec
 
@@ -75,6 +76,7 @@ class Submission:
         self.mutated: tuple[str, ...] = ()                   # the arguments the last call wrote into
         self.warnings: list[str] = []
         self.restarts = 0
+        self.notebooks: Mapping[str, Extracted] = {}          # submitted notebooks, to point messages at their cells
         self._outputs: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -165,7 +167,8 @@ class Submission:
     def _error(self, err: Any, what: str) -> GradingError:
         if not isinstance(err, dict):
             return BadAnswer(f"{what}: the worker's error report is malformed")
-        kind, typ, msg, trace = (str(err.get(k) or "")[:2000] for k in ("kind", "type", "message", "trace"))
+        kind, typ, msg, trace = (map_locations(str(err.get(k) or "")[:2000], self.notebooks)
+                                 for k in ("kind", "type", "message", "trace"))
         where = f"\n{trace}" if trace else ""
         if kind == "import":
             plain = typ in ("FileNotFoundError", "")  # a missing file, or a module an earlier worker died importing
@@ -212,7 +215,7 @@ class Submission:
         """The submitted text of one file (as graded: for a notebook, the module extracted from it); '' if absent.
 
         Read on the trusted side from what intake collected; nothing is asked of the worker."""
-        data = self.spec.files.get(filename)
+        data = self.spec.files.get(self.notebooks[filename].module_file if filename in self.notebooks else filename)
         if data is None:
             return ""
         return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
