@@ -108,12 +108,16 @@ def _pick(candidates: dict[str, list[tuple[str, bytes, int]]], cfg: AssignmentCo
             problems.append(f"{name} is missing from the submission")
             continue
         graded, rank = found[0][0], found[0][2]
-        others = ", ".join(c[0] for c in found[1:])
+        same = [c for c in found if c[2] == rank]
+        others = ", ".join(c[0] for c in found[1:] if c[2] != rank)
         if rank:
             problems.append(f"{name} was not found; graded {graded} instead ({_HOW[rank]})"
-                            + (f"; not graded: {others}" if others else ""))
-        elif len(found) > 1:
-            problems.append(f"{name} appears {len(found)} times; graded {graded}")
+                            + (f"; not graded: {', '.join(c[0] for c in found[1:])}" if len(found) > 1 else ""))
+        else:
+            if len(same) > 1:
+                problems.append(f"{name} appears {len(same)} times; graded {graded}")
+            if others:
+                problems.append(f"{name}: graded {graded}; other notebooks found and not graded: {others}")
         files[name] = found[0][1]
     return SubmissionFiles("", files, tuple(problems))
 

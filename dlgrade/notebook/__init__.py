@@ -305,21 +305,30 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _labelled(source: str, label: str) -> bool:
+    """Does a line of the cell start with the label (after markdown decoration: ``#``, ``*``, ``_``, ``>``)?"""
+    for line in source.split("\n"):
+        text = _norm(line).lstrip("#*_> ")
+        if text.startswith(label) and not text[len(label):len(label) + 1].isalnum():
+            return True
+    return False
+
+
 def find_answers(cells: list[tuple[int, str, str]], questions: Mapping[str, str]) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
-    """Each question's answer: the first markdown/raw cell whose text holds the question's label, and the
-    markdown/raw cells after it, up to the next code cell or the next cell holding another question's label."""
+    """Each question's answer: the first markdown/raw cell with a line starting with the question's label (a heading
+    or a bold label, ``## Problem 1(a)`` or ``**Question 1**``), and the markdown/raw cells after it, up to the next
+    code cell or the next cell labelled with another question."""
     labels = {q: _norm(label) for q, label in questions.items() if label.strip()}
-    text_cells = [(n, kind, src) for n, kind, src in cells]
     answers: dict[str, str] = {}
     where: dict[str, tuple[int, ...]] = {}
     for q, label in labels.items():
-        start = next((i for i, (_, kind, src) in enumerate(text_cells) if kind in ("markdown", "raw") and label in _norm(src)), None)
+        start = next((i for i, (_, kind, src) in enumerate(cells) if kind in ("markdown", "raw") and _labelled(src, label)), None)
         if start is None:
             answers[q], where[q] = "", ()
             continue
-        chosen = [text_cells[start]]
-        for n, kind, src in text_cells[start + 1:]:
-            if kind not in ("markdown", "raw") or any(other in _norm(src) for o, other in labels.items() if o != q):
+        chosen = [cells[start]]
+        for n, kind, src in cells[start + 1:]:
+            if kind not in ("markdown", "raw") or any(_labelled(src, other) for o, other in labels.items() if o != q):
                 break
             chosen.append((n, kind, src))
         answers[q] = "\n\n".join(src.strip() for _, _, src in chosen)
