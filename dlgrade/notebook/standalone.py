@@ -115,8 +115,9 @@ def nb_cells(data: object) -> list[tuple[int, str, str]]:
     return out
 
 
-def _nb_clean(source: str) -> tuple[str | None, list[tuple[int, str]], str]:
-    """The cell as plain Python (None: a cell magic drops it), the IPython lines removed, and the cell magic."""
+def _nb_clean(source: str) -> tuple[str | None, list[tuple[int, str]], str, ast.Module | None]:
+    """The cell as plain Python (None: a cell magic drops it), the IPython lines removed, the cell magic, and the
+    parsed cell when it needed no change."""
     source = source.replace("\r\n", "\n").replace("\r", "\n")
     lines = source.split("\n")
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
@@ -125,12 +126,11 @@ def _nb_clean(source: str) -> tuple[str | None, list[tuple[int, str]], str]:
         magic = lines[first].strip()
         name = magic[2:].split()[0] if magic[2:].split() else ""
         if name not in NB_PYTHON_CELL_MAGICS:
-            return None, [], magic
+            return None, [], magic, None
         lines[first] = ""
     text = "\n".join(lines)
     try:
-        ast.parse(text)
-        return text, [], magic      # plain Python: nothing to remove (a "%" inside a string stays)
+        return text, [], magic, ast.parse(text)   # plain Python: nothing to remove (a "%" inside a string stays)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         pass
     removed: list[tuple[int, str]] = []
@@ -153,7 +153,7 @@ def _nb_clean(source: str) -> tuple[str | None, list[tuple[int, str]], str]:
                 lines[j] = ""
             i = j
         i += 1
-    return "\n".join(lines), removed, magic
+    return "\n".join(lines), removed, magic, None
 
 
 # ----------------------------------------------------------------------------- classifying statements
@@ -333,7 +333,7 @@ class _NbBuilder:
         self.student |= piece.binds
 
     def cell(self, number: int, source: str) -> None:
-        text, removed, magic = _nb_clean(source)
+        text, removed, magic, parsed = _nb_clean(source)
         if text is None:
             self.dropped(number, 0, f"a {magic.split()[0]} cell")
             return
@@ -341,7 +341,7 @@ class _NbBuilder:
             kind = "a shell command" if what.lstrip().startswith("!") or "= !" in what or "=!" in what else "an IPython magic"
             self.dropped(number, line, f"{kind} ({what[:60]})")
         try:
-            tree = ast.parse(text)
+            tree = parsed or ast.parse(text)
             lines = text.split("\n")
             for node in tree.body:
                 self.statement(number, lines, node)
@@ -442,22 +442,23 @@ class _NbBuilder:
 
     @staticmethod
     def bound_names(node: ast.stmt) -> tuple[str, ...]:
-        names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
-        names += [n.name for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        names = [n.id if isinstance(n, ast.Name) else n.name for n in ast.walk(node)
+                 if (isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+                 or isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
         return tuple(dict.fromkeys(names))
 
     def supersede(self) -> None:
         """Drop a definition that a later one of the same name replaces, unless read in between while defining."""
-        for i, piece in enumerate(self.pieces):
-            if piece.stmt.kind not in ("def", "class", "constant") or len(piece.binds) != 1:
-                continue
-            (name,) = piece.binds
-            for later in self.pieces[i + 1:]:
-                if name in later.reads:
-                    break   # read while defining something: the earlier definition is needed then
-                if name in later.binds:
+        nearest: dict[str, tuple[bool, _NbPiece]] = {}   # name -> (read?, the nearest later piece reading or binding it)
+        for piece in reversed(self.pieces):
+            if piece.stmt.kind in ("def", "class", "constant") and len(piece.binds) == 1:
+                read, later = nearest.get(next(iter(piece.binds)), (True, piece))
+                if not read:  # rebound before anything reads it while being defined
                     piece.superseded_by = later
-                    break
+            for name in piece.binds:
+                nearest[name] = (name in piece.reads, piece)
+            for name in piece.reads:
+                nearest[name] = (True, piece)
 
 
 _NB_HELPERS = '''\
@@ -605,8 +606,9 @@ def nb_build_module(cells: list[tuple[int, str, str]], prelude: str = "", given:
                                                    failed[id(bad)], tuple(sorted(bad.binds))))
             kept.remove(bad)
     statements = []
+    by_statement = {id(p.stmt): p for p in builder.pieces}
     for s in sorted(builder.statements, key=lambda s: (s.cell, s.line)):
-        piece = next((p for p in builder.pieces if p.stmt is s), None)
+        piece = by_statement.get(id(s))
         if piece is not None and piece.superseded_by is not None:
             later = piece.superseded_by.stmt
             s = NbStatement(s.cell, s.line, s.kind, s.names, False, f"replaced by the {later.kind} at {later.where}")
