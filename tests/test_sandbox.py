@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from dlgrade.errors import ForbiddenAPIError, LimitExceeded, StudentCodeError, SubmissionImportError, WorkerCrashed
+import dlgrade
+from dlgrade.errors import LimitExceeded, StudentCodeError, SubmissionImportError, WorkerCrashed
 from dlgrade.grade import _spec
 from dlgrade.harness.remote import Submission
 from dlgrade.sandbox import WorkerSpec
@@ -53,6 +55,15 @@ def read(path):
             return {"text": f.read(200).decode("latin-1")}
     except OSError as exc:
         return {"error": type(exc).__name__}
+
+
+def write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "written"
+    except OSError as exc:
+        return type(exc).__name__
 
 
 def connect(host, port):
@@ -134,46 +145,66 @@ def test_network_is_unreachable(backend: ProcessBackend) -> None:
 
 
 @needs_root
-def test_hidden_paths_are_unreadable(backend: ProcessBackend, cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The grader's real spec: hidden tests, reference, git history, builds and results are covered."""
+def test_worker_sees_only_the_allow_list(backend: ProcessBackend, cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The grader's real spec: the worker's file system is built from nothing, so hidden tests, the
+    reference, git history, builds, results, the batch folder with a classmate and every home are absent."""
+    batch = tmp_path / "batch"
+    (batch / "classmate").mkdir(parents=True)
+    (batch / "classmate" / "lstm_solution.py").write_text("classmate's work\n")
+    for path in [tmp_path, batch, batch / "classmate", batch / "classmate" / "lstm_solution.py"]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by anyone on the host, as files normally are
     spec = _spec(cfg, {"m.py": PROBE.encode()}, tmp_path / "results", "cpu")
     spec = dataclasses.replace(spec, modules=("m",))
-    hidden = [Path(p) for p in spec.hide]
-    assert {ROOT / "graders", ROOT / "reference_solutions", ROOT / ".git", ROOT / "dist"} <= set(hidden)
     sub = Submission(backend, spec, call_timeout=10, submission_timeout=60)
     try:
         for path in [cfg.grader_dir, cfg.grader_dir / "__init__.py", cfg.reference_dir / "vit_solution.py",
                      ROOT / "graders", ROOT / "reference_solutions", ROOT / ".git", ROOT / ".git" / "HEAD",
-                     ROOT / "dist", tmp_path / "results"]:
+                     ROOT / "dist", ROOT / "tests", cfg.assignment_dir / "assignment.toml", tmp_path / "results",
+                     batch / "classmate" / "lstm_solution.py", batch, Path("/home"), Path("/root/.bashrc"), Path("/var"),
+                     Path("/etc/shadow"), Path("/etc/hostname")]:
             seen = sub.call("m.read", str(path))
-            assert seen.get("error") == "PermissionError" or seen == {"listing": []} \
-                or (not path.exists() and seen.get("error") == "FileNotFoundError"), f"{path}: {seen}"
-        # the cover is selective: public files stay readable (the worker needs its interpreter too)
-        public = sub.call("m.read", str(cfg.assignment_dir / "assignment.toml"))
-        assert "text" in public and "submit" in public["text"]
+            assert seen.get("error") == "FileNotFoundError", f"{path}: {seen}"
+        top = set(sub.call("m.read", "/")["listing"])
+        assert {"usr", "tmp", "dev", "proc", "etc"} <= top
+        assert top <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "tmp", "dev", "proc", "etc", "sys",
+                       *{Path(p).parts[1] for p in (sys.base_prefix, sys.prefix, dlgrade.__file__)}}, top
+        assert set(sub.call("m.read", "/etc")["listing"]) <= {"ld.so.cache", "passwd", "group"}
+        assert set(sub.call("m.read", "/dev")["listing"]) <= {"null", "zero", "full", "random", "urandom", "shm", "fd",
+                                                               "stdin", "stdout", "stderr"}
+        # of the checkout, only the worker's own code (and a venv inside it) is there
+        pkg = Path(dlgrade.__file__).parent
+        assert set(sub.call("m.read", str(pkg))["listing"]) == {"__init__.py", "protocol.py", "worker"}
+        assert sub.call("m.read", str(pkg / "grade.py")) == {"error": "FileNotFoundError"}
         # the worker's own folder holds the submission and the given support files, nothing else
         assert sub.call("m.read", ".") == {"listing": ["submission"]}
+        assert sub.call("m.read", "/tmp") == {"listing": ["work"]} or "dlgrade" not in str(sub.call("m.read", "/tmp"))
         assert {"m.py", "utils"} <= set(sub.call("m.read", "submission")["listing"])
+        assert sub.call("m.write", "/usr/lib/hostile.txt") in ("OSError", "PermissionError")
     finally:
         sub.close()
 
 
 @needs_root
-def test_workers_cannot_read_each_other(backend: ProcessBackend) -> None:
-    """Same uid, but a worker is not dumpable: another worker cannot read its memory or environment."""
+def test_each_worker_is_alone_in_its_pid_namespace(backend: ProcessBackend) -> None:
+    """A worker sees only its own processes (its init is PID 1, it is 2): not the grader, not another worker."""
     a, b = submission(backend, PROBE), submission(backend, PROBE)
     try:
-        b_pid = b.call("m.pid")
-        for what in ("environ", "mem", "root/tmp", "cwd"):
-            seen = a.call("m.read", f"/proc/{b_pid}/{what}")
-            assert seen.get("error") == "PermissionError", f"{what}: {seen}"
+        assert a.call("m.pid") == 2 and b.call("m.pid") == 2  # (os.getpid() inside the worker's own namespace)
+        assert a.worker is not None and b.worker is not None
+        b_host_pid, grader = b.worker.info["pid"], os.getpid()
+        assert a.call("m.read", "/proc")["listing"].count("1") == 1
+        assert {p for p in a.call("m.read", "/proc")["listing"] if p.isdigit()} == {"1", "2"}
+        for pid in (b_host_pid, grader):
+            for what in ("environ", "mem", "cmdline", "root/tmp"):
+                seen = a.call("m.read", f"/proc/{pid}/{what}")
+                assert seen.get("error") in ("FileNotFoundError", "PermissionError"), f"{pid}/{what}: {seen}"
     finally:
         a.close()
         b.close()
 
 
 @needs_root
-def test_workers_cannot_signal_each_other(backend: ProcessBackend) -> None:
+def test_workers_cannot_signal_each_other_or_the_grader(backend: ProcessBackend) -> None:
     code = PROBE + dedent("""
         def kill(pid):
             try:
@@ -184,37 +215,63 @@ def test_workers_cannot_signal_each_other(backend: ProcessBackend) -> None:
         """)
     a, b = submission(backend, code), submission(backend, code)
     try:
-        victim = b.call("m.pid")
-        a.call("m.kill", victim)
-        assert b.call("m.pid") == victim
+        assert b.call("m.pid") == 2 and b.worker is not None
+        victim = b.worker.info["pid"]
+        assert a.call("m.kill", victim) == "ProcessLookupError"
+        assert a.call("m.kill", os.getpid()) == "ProcessLookupError"
+        assert a.call("m.kill", -1) in ("killed", "PermissionError", "ProcessLookupError")  # its own namespace only
+        assert b.call("m.pid") == 2 and b.worker.info["pid"] == victim
     finally:
         a.close()
         b.close()
 
 
+DAEMON = """
+    import ctypes
+    import os
+    import time
+
+
+    def daemon():
+        \"\"\"Fork, setsid, try a new user + network namespace, fork again; the grandchild sleeps on.\"\"\"
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            unshared = ctypes.CDLL(None, use_errno=True).unshare(0x10000000 | 0x40000000) == 0
+            if os.fork() == 0:
+                os.write(w, f"{os.getpid()} {unshared}".encode())
+                time.sleep(120)
+            os._exit(0)
+        os.wait()
+        pid, unshared = os.read(r, 64).decode().split()
+        return [int(pid), unshared == "True", len([p for p in os.listdir("/proc") if p.isdigit()])]
+    """
+
+
+def _in_namespace(pidns: str | None) -> list[int]:
+    found = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{p}/ns/pid") == pidns and alive(int(p)):
+                found.append(int(p))
+        except OSError:
+            pass
+    return found
+
+
 @needs_root
 def test_processes_left_behind_die_with_the_worker(backend: ProcessBackend) -> None:
-    """A double-forked, setsid daemon escapes the process group but not the worker's namespace."""
-    sub = submission(backend, """
-        import os
-        import time
-
-
-        def daemon():
-            r, w = os.pipe()
-            if os.fork() == 0:
-                os.setsid()
-                if os.fork() == 0:
-                    os.write(w, str(os.getpid()).encode())
-                    time.sleep(120)
-                os._exit(0)
-            os.wait()
-            return int(os.read(r, 32))
-        """)
-    daemon = sub.call("m.daemon")
-    assert alive(daemon)
+    """A setsid, double-forked daemon escapes the process group, not the PID namespace; user namespaces are refused."""
+    sub = submission(backend, DAEMON)
+    daemon, unshared, processes = sub.call("m.daemon")
+    assert not unshared, "the worker could make a user namespace"
+    assert daemon > 2 and processes >= 3
+    assert sub.worker is not None
+    pidns = sub.worker.pidns  # type: ignore[attr-defined]
+    assert pidns is not None and len(_in_namespace(pidns)) >= 3  # init, worker, daemon
     sub.close()
-    assert gone_within(daemon, 5), f"the daemon {daemon} outlived its worker"
+    assert _in_namespace(pidns) == [], "a process outlived its worker"
+    assert backend.leftovers == [], "the kernel, not the sweep, should have ended them"
 
 
 # ----------------------------------------------------------------------------- limits and failures
@@ -234,14 +291,16 @@ def test_call_timeout_kills_the_worker_and_a_new_one_serves_the_next_call(backen
             return os.getpid()
         """, call_timeout=1.5)
     try:
-        first = sub.call("m.pid")
+        sub.call("m.pid")
+        assert sub.worker is not None
+        first = sub.worker.info["pid"]  # as the grader sees it
         started = time.monotonic()
         with pytest.raises(LimitExceeded, match="time limit of 1.5 s"):
             sub.call("m.spin")
         assert time.monotonic() - started < 10
         assert gone_within(first, 5), "the stuck worker was not killed"
-        second = sub.call("m.pid")
-        assert second != first and sub.restarts == 2
+        sub.call("m.pid")
+        assert sub.worker is not None and sub.worker.info["pid"] != first and sub.restarts == 2
     finally:
         sub.close()
 
@@ -434,31 +493,37 @@ def test_forbidden_api_guard_watches_only_its_scope(backend: ProcessBackend) -> 
 
 
 @needs_root
-def test_python_paths_under_tmp_stay_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A checkout or virtualenv under /tmp (CI clones) survives the worker's private /tmp.
+def test_site_packages_under_tmp_stay_importable_and_other_sys_path_entries_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A venv under /tmp (CI clones) is bound into the worker's private /tmp; a plain sys.path entry is not.
 
-    The worker gets a fresh tmpfs on /tmp; paths the interpreter needs that live there are
-    bound back, while the rest of the host's /tmp stays invisible.
+    The grader often runs from a checkout (``python -m dlgrade`` puts it on sys.path), and a checkout holds
+    graders/ and reference_solutions/: only site-packages folders of sys.path enter the worker's view.
     """
-    site = Path(tempfile.mkdtemp(prefix="dlgrade-site-", dir="/tmp"))
-    site.chmod(0o755)  # like a cloned checkout
+    base = Path(tempfile.mkdtemp(prefix="dlgrade-site-", dir="/tmp"))
+    site = base / "venv" / "lib" / "python3" / "site-packages"
+    site.mkdir(parents=True)
     (site / "lazy_helper.py").write_text("VALUE = 42\n")
+    checkout = base / "checkout"
+    (checkout / "graders").mkdir(parents=True)
+    (checkout / "graders" / "answers.py").write_text("SECRET = 1\n")
     secret = Path(tempfile.mkdtemp(prefix="dlgrade-secret-", dir="/tmp"))
-    secret.chmod(0o755)  # readable by anyone on the host: only the private /tmp hides it
     (secret / "answers.txt").write_text("not for students")
+    for path in [base, secret, *base.rglob("*"), *secret.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # like a cloned checkout: readable by anyone on the host
     monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(checkout))
     backend = ProcessBackend()  # its zygote inherits sys.path, as an installed package would
     code = dedent(f"""
         import os
         def probe():
             import lazy_helper  # first imported inside the sandbox
-            return [lazy_helper.VALUE, os.path.exists({str(secret / 'answers.txt')!r})]
+            return [lazy_helper.VALUE, os.path.exists({str(secret / 'answers.txt')!r}), os.path.exists({str(checkout)!r})]
         """)
     sub = submission(backend, code)
     try:
-        assert sub.call("m.probe") == [42, False]
+        assert sub.call("m.probe") == [42, False, False]
     finally:
         sub.close()
         backend.shutdown()
-        shutil.rmtree(site)
+        shutil.rmtree(base)
         shutil.rmtree(secret)

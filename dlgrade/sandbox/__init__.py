@@ -51,14 +51,15 @@ class Backend(Protocol):
 
 def get_backend(name: str, **options: Any) -> Backend:
     """A backend by name. ``options`` configure the docker backend (see ``DockerOptions``:
-    image, gpus, cpus, pids, warm); the other backends take none and ignore them."""
+    image, gpus, cpus, pids, warm) and, with ``allow_unisolated``, let the process backend grade where it
+    cannot isolate (not root and no user namespaces); the other options are ignored where they do not apply."""
     if name == "process":
         from dlgrade.sandbox.process import ProcessBackend
-        return ProcessBackend()
+        return ProcessBackend(allow_unisolated=options.get("allow_unisolated"))
     if name == "inprocess":
         from dlgrade.sandbox.inprocess import InProcessBackend
         return InProcessBackend()
     if name == "docker":
         from dlgrade.sandbox.docker import DockerBackend, DockerOptions
-        return DockerBackend(DockerOptions(**{k: v for k, v in options.items() if v is not None}))
+        return DockerBackend(DockerOptions(**{k: v for k, v in options.items() if v is not None and k != "allow_unisolated"}))
     raise ValueError(f"unknown sandbox {name!r} (choose process, docker or inprocess)")

@@ -1,99 +1,59 @@
 """Confining a freshly forked worker before any student code runs.
 
-As root (Gradescope, CI, an instructor's server): new mount and network namespaces, a uid of its own, a private
-tmpfs for /tmp holding the submission, tmpfs over every hidden path (hidden tests, reference
-solutions, results), rlimits, no new privileges, then the unprivileged uid. Without root the
-same steps that need no privilege still run (rlimits, private work dir, clean environment) and
-the worker reports which protections it could not apply.
+The zygote forks each worker as PID 2 of a PID namespace of its own, under a tiny init (PID 1) that
+exits with the worker, so the kernel kills every process the submission started (``setsid``,
+double forks, new sessions) when the worker ends. Then the worker confines itself:
+
+- **root** (an instructor's server, CI, Gradescope where namespaces work): new mount, network, IPC
+  and UTS namespaces; the allow-listed file system of :mod:`dlgrade.worker.view`; a uid of its own;
+- **rootless** (a cluster node, ``dlgrade`` run by a normal user): the same inside the unprivileged
+  user namespace that the zygote made; the worker keeps the grader's uid, drops every capability,
+  and cannot make user namespaces (``user.max_user_namespaces`` is 0 in the zygote's);
+- **no namespaces** (``DLGRADE_NAMESPACES=0``, or a kernel or container that refuses them): as root,
+  a uid of its own and a private work dir; the warnings say what that uid can still read.
+
+Always: rlimits (address space, file size, processes, CPU time, open files, no core dumps),
+``no_new_privs``, a clean environment and, last, the seccomp filter of :mod:`dlgrade.worker.syscalls`.
+In a container (the docker backend) the container is the sandbox: only rlimits and the environment.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
-import sys
 import tempfile
+from dataclasses import dataclass, field
 from typing import Any
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_RDONLY = 1
-PR_SET_NO_NEW_PRIVS = 38
+from dlgrade.worker import syscalls, view
+from dlgrade.worker.syscalls import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, prctl
+
 PR_SET_PDEATHSIG = 1
-UID_BASE = 100_000  # worker uid = UID_BASE + its pid: unique among live workers, so none can signal another
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+PR_SET_NO_NEW_PRIVS = 38
+UID_BASE = 100_000  # worker uid = UID_BASE + its host pid: unique among live workers, so none can signal another
 
 
-def _mount_tmpfs(target: str, options: str, flags: int = MS_NOSUID | MS_NODEV) -> None:
-    _check(_libc.mount(b"tmpfs", target.encode(), b"tmpfs", flags, options.encode()), f"mount tmpfs on {target}")
+@dataclass
+class Setup:
+    """What the zygote prepared for its workers (set in the zygote, inherited through fork)."""
+
+    mode: str = "none"                   # "root", "rootless" (in the zygote's user namespace) or "none"
+    pid_namespace: bool = False          # this worker runs under its own init, in a PID namespace of its own
+    plan: view.Plan | None = None
+    seccomp: Any = None                  # a filter ready to load, or None
+    problems: list[str] = field(default_factory=list)   # isolation the zygote could not set up, and why
 
 
-MS_BIND = 4096
+SETUP: Setup | None = None  # None: a one-shot worker (in a container), not forked by a zygote
+HOST_PID: int | None = None  # set by confine(): the worker's pid as the grader sees it
 
 
-def _expose(paths: list[str]) -> None:
-    """Let the unprivileged uid reach the interpreter's own files.
-
-    A directory on the way to the Python installation that others cannot enter (for
-    example /root when Python lives in /root/.pyenv) is covered, in this mount namespace
-    only, by an empty tmpfs into which just the needed child is bind-mounted back.
-    """
-    needs: dict[str, set[str]] = {}
-    for p in paths:
-        real = os.path.realpath(p)
-        if not os.path.exists(real):
-            continue
-        parts = real.split("/")[1:]
-        for i in range(1, len(parts)):
-            d = "/" + "/".join(parts[:i])
-            if not os.stat(d).st_mode & 0o001:
-                needs.setdefault(d, set()).add(parts[i])
-    for d in sorted(needs, key=len):
-        fds = {c: os.open(os.path.join(d, c), os.O_PATH) for c in sorted(needs[d])}
-        _mount_tmpfs(d, "size=1m,mode=755")
-        for c, fd in fds.items():
-            target = os.path.join(d, c)
-            if os.path.isdir(f"/proc/self/fd/{fd}"):
-                os.mkdir(target)
-            else:
-                open(target, "w").close()
-            _check(_libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, MS_BIND | MS_REC, None), f"bind {target}")
-            os.close(fd)
-
-
-def _private_tmp(needed: list[str], size_mb: int) -> None:
-    """A fresh tmpfs on /tmp, with the needed paths that lived under /tmp bound back in.
-
-    A checkout or virtual environment under /tmp (CI clones, Gradescope's /tmp builds) must
-    stay reachable; everything else of the host's /tmp (other students' files, the grader's
-    scratch) disappears.
-    """
-    tops: list[str] = []
-    for p in sorted({os.path.realpath(p) for p in needed}):
-        if p.startswith("/tmp/") and os.path.exists(p) and not any(p.startswith(t + "/") for t in tops):
-            tops.append(p)
-    fds = {p: os.open(p, os.O_PATH) for p in tops}
-    _mount_tmpfs("/tmp", f"size={size_mb}m,mode=1777")
-    for p, fd in fds.items():
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            os.makedirs(p, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            open(p, "w").close()
-        _check(_libc.mount(f"/proc/self/fd/{fd}".encode(), p.encode(), None, MS_BIND | MS_REC, None), f"bind {p}")
-        os.close(fd)
+def _host_pid() -> int:
+    """This process's pid in the machine's PID namespace (the /proc mounted there still says it)."""
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()
 
 
 def _vm_size_bytes() -> int:
@@ -104,7 +64,7 @@ def _vm_size_bytes() -> int:
     return 0
 
 
-def _write_files(root: str, files: dict[str, bytes], uid: int | None, gid: int | None = None) -> None:
+def _write_files(root: str, files: dict[str, bytes], uid: int | None, gid: int | None) -> None:
     for rel, data in sorted(files.items()):
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -117,43 +77,69 @@ def _write_files(root: str, files: dict[str, bytes], uid: int | None, gid: int |
                 os.chown(os.path.join(dirpath, name), uid, uid if gid is None else gid)
 
 
+def readable_report(hidden: list[str]) -> str:
+    """What this (unprivileged) process can read of the machine, for a worker without a view of its own."""
+    candidates = ["/root", "/home", "/autograder", "/autograder/source", "/autograder/submission", "/autograder/results",
+                  "/tmp", *hidden]
+    if os.path.isdir("/home"):
+        try:
+            candidates += [os.path.join("/home", d) for d in sorted(os.listdir("/home"))[:20]]
+        except OSError:
+            pass
+    readable = []
+    for path in dict.fromkeys(candidates):
+        if os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK):
+            readable.append(path)
+        elif os.path.isfile(path) and os.access(path, os.R_OK):
+            readable.append(path)
+    shut = [p for p in hidden if os.path.exists(p) and p not in readable]
+    return ("readable by the worker's uid: " + (", ".join(readable) if readable else "none of the usual places")
+            + (f"; not readable: {', '.join(shut)}" if shut else ""))
+
+
 def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str]]:
     """Apply the sandbox to this process; returns (submission dir, warnings)."""
-    warnings: list[str] = []
+    setup = SETUP or Setup()
+    warnings: list[str] = list(setup.problems)
     try:
         os.setsid()
     except PermissionError:  # already a process-group leader (under a container's init)
         pass
-    privileged = os.geteuid() == 0 and cfg.get("isolate", True)
+    container = not cfg.get("isolate", True)
+    root = os.geteuid() == 0 and not container
+    global HOST_PID
+    HOST_PID = host_pid = _host_pid()
+    hide = [str(p) for p in cfg.get("hide", [])]
+    if root:  # a named worker user (DLGRADE_WORKER_USER, as in the Gradescope bundle) or a uid of its own
+        uid = int(cfg["worker_uid"]) if cfg.get("worker_uid") is not None else UID_BASE + host_pid
+        gid = int(cfg.get("worker_gid", uid))
+    else:
+        uid, gid = os.getuid(), os.getgid()
+
     isolated = False
-    if privileged and not cfg.get("namespaces", True):
-        warnings.append("namespaces turned off (DLGRADE_NAMESPACES=0): no mount/network namespace; relying on file permissions")
-    elif privileged:
+    if container:
+        pass
+    elif not cfg.get("namespaces", True):
+        warnings.append("namespaces turned off (DLGRADE_NAMESPACES=0): the worker shares the machine's file system "
+                        "and network (sockets other than AF_UNIX are refused by seccomp where it is available)")
+    elif setup.mode in ("root", "rootless") and setup.plan is not None:
         try:
-            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
-            _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-            isolated = True
+            syscalls.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
         except OSError as exc:
-            warnings.append(f"no mount/network namespace ({exc}); relying on file permissions")
-    elif cfg.get("isolate", True):
-        warnings.append("not running as root: no separate uid, network namespace or hidden paths")
+            warnings.append(f"no mount/network namespace ({exc}); the worker shares the machine's file system and network")
+        else:  # from here on a failure must not leave a half-built view: the worker does not start (fail closed)
+            warnings += view.build(setup.plan, uid, gid, int(cfg.get("tmp_mb", 512)), setup.pid_namespace,
+                                   str(cfg.get("device", "cpu")).startswith("cuda"), hide)
+            isolated = True
+    elif not root:
+        warnings.append("not running as root and no user namespace: no separate uid, file system view, network or "
+                        "process isolation (the worker can read whatever the grader's user can)")
+    if not setup.pid_namespace and not container:
+        warnings.append("no PID namespace: processes the submission leaves behind are found by uid and killed" if root
+                        else "no PID namespace and no uid of its own: processes the submission starts may outlive it")
 
     mb = 1024 * 1024
     if isolated:
-        needed = [sys.prefix, sys.base_prefix, os.path.dirname(sys.executable), *[p for p in sys.path if p]]
-        try:
-            _expose(needed)
-        except OSError as exc:
-            warnings.append(f"could not expose the Python installation: {exc}")
-        _private_tmp(needed, int(cfg.get("tmp_mb", 512)))
-        if os.path.isdir("/dev/shm"):
-            _mount_tmpfs("/dev/shm", "size=64m,mode=1777")
-        for path in cfg.get("hide", []):  # last: also covers hidden paths re-bound into the new /tmp
-            if os.path.isdir(path):
-                try:
-                    _mount_tmpfs(path, "size=1m,mode=000", MS_NOSUID | MS_NODEV | MS_RDONLY)
-                except OSError as exc:
-                    warnings.append(str(exc))
         work = "/tmp/work"
         os.mkdir(work, 0o700)
     else:
@@ -166,13 +152,9 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
     else:
         sub = os.path.join(work, "submission")
         os.mkdir(sub)
-    # a named worker user (DLGRADE_WORKER_USER, as in the Gradescope bundle) or a uid of its own
-    uid = (int(cfg["worker_uid"]) if cfg.get("worker_uid") is not None else UID_BASE + os.getpid()) if privileged else None
-    gid = int(cfg.get("worker_gid", uid)) if uid is not None else None
-    if not mounted:
-        _write_files(sub, files, uid, gid)
-    if uid is not None:
-        os.chown(work, uid, gid if gid is not None else uid)
+        _write_files(sub, files, uid if root else None, gid if root else None)
+    if root:
+        os.chown(work, uid, gid)
 
     try:  # under a container's memory limit (Gradescope: 768 MB for everything) the kernel kills the worker first
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -187,7 +169,7 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
         resource.RLIMIT_CORE: 0,
         resource.RLIMIT_CPU: int(cfg.get("cpu_seconds", 3600)),
     }
-    if privileged:
+    if root or (isolated and setup.mode == "rootless"):  # rootless: counted in the zygote's user namespace only
         limits[resource.RLIMIT_NPROC] = int(cfg.get("processes", 64))
     for which, value in limits.items():
         try:
@@ -195,14 +177,18 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
         except (ValueError, OSError) as exc:
             warnings.append(f"rlimit {which}: {exc}")
 
-    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    if privileged:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if root:
         os.setgroups([])
-        assert uid is not None
-        os.setgid(uid if gid is None else gid)
-        os.setuid(uid)
-    # die with the zygote (set after the uid change, which clears it)
-    _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+        os.setgid(gid)
+        os.setuid(uid)  # leaves root: every capability goes with it
+    elif isolated:
+        syscalls.drop_capabilities()
+    prctl(PR_SET_PDEATHSIG, 9)  # die with the parent (set after the uid change, which clears it)
+    if not isolated and not container and root:
+        warnings.append(readable_report(hide))
+    if setup.seccomp is not None and not container:  # (when the zygote has none, its problems say why)
+        setup.seccomp.load()
     keep = {k: os.environ[k] for k in ("LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES") if k in os.environ}
     os.environ.clear()
     os.environ.update(keep)

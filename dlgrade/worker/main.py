@@ -49,7 +49,8 @@ def run(sock: socket.socket) -> None:
                             blocked=[str(m) for m in cfg.get("blocked", [])],
                             rules=[r for r in cfg.get("forbidden", []) if isinstance(r, dict)])
     warnings += dispatcher.rule_warnings
-    channel.send({"ok": True, "value": {"pid": os.getpid(), "uid": os.getuid(), "warnings": warnings, "device": device}})
+    channel.send({"ok": True, "value": {"pid": confine.HOST_PID or os.getpid(), "uid": os.getuid(), "warnings": warnings,
+                                        "device": device}})
     serve(channel, dispatcher)
 
 
