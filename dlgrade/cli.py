@@ -42,7 +42,8 @@ def grade_options(args: argparse.Namespace) -> tuple[AssignmentConfig, GradeOpti
     if args.gpus and args.sandbox != "docker":
         raise ValueError("--gpus is for --sandbox docker; with the process sandbox use --device cuda")
     device = args.device or ("cuda" if args.gpus else "cpu")
-    backend_options = (("gpus", args.gpus), ("image", args.image), ("cpus", args.cpus), ("pids", args.pids))
+    backend_options = (("gpus", args.gpus), ("image", args.image), ("cpus", args.cpus), ("pids", args.pids),
+                       ("allow_unisolated", True if getattr(args, "allow_unisolated", False) else None))
     opts = GradeOptions(sandbox=args.sandbox, seed=args.seed, jobs=args.jobs, force=args.force, device=device,
                         backend_options=tuple((k, v) for k, v in backend_options if v is not None))
     return cfg, opts
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--memory-mb", type=int, default=None)
     g.add_argument("--cpus", type=int, default=None, help="CPUs per worker (its torch threads; a CPU quota in docker)")
     g.add_argument("--pids", type=int, default=None, help="process limit per worker")
+    g.add_argument("--allow-unisolated", action="store_true",
+                   help="process sandbox without root where user namespaces are refused: grade anyway, with only rlimits "
+                        "(the worker can read what you can; also DLGRADE_ALLOW_UNISOLATED=1)")
     g.add_argument("--call-timeout", type=float, default=None)
     g.add_argument("--submission-timeout", type=float, default=None)
     g.add_argument("--gpus", default=None, metavar="all|N",
