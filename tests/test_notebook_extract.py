@@ -240,6 +240,17 @@ def test_format_3_is_converted_and_a_loosely_written_format_4_is_read() -> None:
     assert not ex.readable and "could not be converted" in ex.problems[0] and "Open it in Jupyter, save it" in ex.problems[0]
 
 
+def test_without_nbformat_notebooks_are_read_as_plain_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    notebooks = (make.full_marks(), v3_notebook(make.IMPORTS + "\nWIDTH = 3", make.ADDER, make.SCALE))
+    monkeypatch.setitem(sys.modules, "nbformat", None)  # as in an environment that lacks it: importing it fails
+    for data in notebooks:
+        ex = nbmod.extract(data, "toy.ipynb")
+        assert ex.readable and {"Adder", "scale", "WIDTH"} <= set(ex.defined) and "plain JSON" in ex.notes[0]
+    assert "format 2" in nbmod.extract(b'{"nbformat": 2, "worksheets": []}', "toy.ipynb").problems[0]
+
+
 @pytest.mark.parametrize("data, message", [
     (b"", "hw.ipynb is empty"),
     (b"\xff\xfe\x00junk", "it is not a text file"),
