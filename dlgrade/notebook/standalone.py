@@ -358,7 +358,8 @@ class _NbBuilder:
             self.futures.append(ast.unparse(node))
             return
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            for (bound, what, one), alias in zip(_nb_import_names(node), node.names, strict=True):
+            for k, (bound, what, one) in enumerate(_nb_import_names(node)):  # (no zip(strict=...): Python 3.9 runs this too)
+                alias = node.names[k]
                 text = ast.unparse(one)
                 bound_names: tuple[str, ...] = () if bound == "*" else (bound,)
                 line = getattr(alias, "lineno", None) or node.lineno  # the alias's own line (3.10+)
