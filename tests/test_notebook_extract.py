@@ -216,6 +216,14 @@ def test_the_line_map_points_every_student_line_at_its_cell() -> None:
     assert ex.locate(lines.index("def f(a,") + 1) == "cell 3, line 4"
 
 
+def test_the_student_code_leaves_out_what_the_grader_added() -> None:
+    spec = nbmod.NotebookSpec("hw.ipynb", globals={"device": "'cpu'"}, prelude_source=nbmod.prelude_source([], {"device": "'cpu'"}))
+    ex = extract("import not_installed\nN = 1", "def f():\n    return N", settings=nbmod.Settings({"hw.ipynb": spec}))
+    code = ex.student_code()
+    assert "import not_installed" in code and "def f():\n    return N" in code
+    assert "_NbUnavailable" not in code and "_nb_globals" not in code and "# ---" not in code
+
+
 def test_tracebacks_and_messages_are_rewritten_to_cells() -> None:
     ex = extract("import torch", "def f():\n    raise ValueError('x')")
     line = ex.source.split("\n").index("    raise ValueError('x')") + 1

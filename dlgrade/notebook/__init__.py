@@ -184,6 +184,11 @@ class Extracted:
         at = self.line_map[line - 1] if 0 < line <= len(self.line_map) else None
         return f"cell {at[0]}, line {at[1]}" if at else None
 
+    def student_code(self) -> str:
+        """The graded module without the code the grader added (stand-ins, prelude, globals): e.g. for comparisons."""
+        lines = self.source.split("\n")
+        return "\n".join(line for k, line in enumerate(lines) if k < len(self.line_map) and self.line_map[k] is not None)
+
     def output_text(self, cell: int | None = None) -> str:
         """The text outputs of one cell, or of every cell (each headed by its number), as saved in the notebook."""
         chosen = [o for o in self.outputs if cell is None or o.cell == cell]
