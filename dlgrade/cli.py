@@ -53,10 +53,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from dlgrade.grade import grade_batch
+    from dlgrade.executors.local import grade_local
     from dlgrade.intake import find_submissions
 
     cfg, opts = grade_options(args)
+    if args.executor == "slurm":
+        return cmd_grade_slurm(args, cfg, opts)
     out = Path(args.out)
     total = len(find_submissions(Path(args.path), cfg))
     console = _console()
@@ -68,7 +70,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         def progress(student: str, score: float, max_score: float) -> None:
             bar.update(task, advance=1, description=f"{student}: {score:g}/{max_score:g}")
 
-        batch = grade_batch(cfg, Path(args.path), out, opts, progress)
+        batch = grade_local(cfg, Path(args.path), out, opts, progress)
     table = Table(title=f"{cfg.id} (seed {batch.seed})")
     for col in ("student", "score", "max", *cfg.parts, "status"):
         table.add_column(col)
@@ -82,6 +84,23 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if args.report:
         _print_reports(out, "student", False, False)
     return 0
+
+
+def cmd_grade_slurm(args: argparse.Namespace, cfg: AssignmentConfig, opts: GradeOptions) -> int:
+    from dlgrade.executors.settings import slurm_settings
+    from dlgrade.executors.slurm import grade_command
+
+    settings = slurm_settings(cfg, partition=args.partition, account=args.account, qos=args.qos, time=args.time,
+                              mem_per_task_mb=args.mem_per_task, cpus_per_task=args.cpus_per_task,
+                              gpus_per_task=args.gpus_per_task, students_per_task=args.students_per_task,
+                              max_concurrent=args.max_concurrent)
+    return grade_command(cfg, Path(args.path), Path(args.out), opts, settings, args.wait, args.device is not None, _console())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dlgrade.executors.status import cancel, show
+
+    return cancel(Path(args.results)) if args.cancel else show(Path(args.results), _console(), watch=args.watch)
 
 
 def _print_reports(results: Path, audience: str, after_due_date: bool, published: bool) -> int:
@@ -178,7 +197,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the worker trains (default: cpu; cuda with --gpus); falls back to cpu with a warning")
     g.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write student reports and the class summary under OUT/reports (default: on; --no-report skips)")
+    sl = g.add_argument_group("cluster", "--executor slurm: a job array on a Slurm cluster (defaults: [slurm] of assignment.toml; "
+                                         "docs/cluster.md)")
+    sl.add_argument("--executor", choices=["local", "slurm"], default="local",
+                    help="local (default: this machine, -j workers) or slurm (sbatch a job array; re-run to resume)")
+    sl.add_argument("--partition", default=None)
+    sl.add_argument("--account", default=None)
+    sl.add_argument("--qos", default=None)
+    sl.add_argument("--time", default=None, metavar="HH:MM:SS", help="time limit of one array task (default 01:00:00)")
+    sl.add_argument("--mem-per-task", type=int, default=None, metavar="MB",
+                    help="memory of one array task (default: the worker's --memory-mb plus 1024 for the grader)")
+    sl.add_argument("--cpus-per-task", type=int, default=None, metavar="N", help="default: the worker's CPUs ([limits] cpus)")
+    sl.add_argument("--gpus-per-task", type=int, default=None, metavar="N", help="GPUs of one array task; the worker then "
+                                                                               "trains on cuda unless --device cpu")
+    sl.add_argument("--students-per-task", type=int, default=None, metavar="N", help="students one task grades in turn (default 4)")
+    sl.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="array tasks running at once (default: no limit)")
+    sl.add_argument("--wait", action="store_true", help="block until the run has finished, then show grades.csv")
     g.set_defaults(func=cmd_grade)
+
+    st = sp.add_parser("status", help="done / running / failed / missing per student of a results folder (and its Slurm run)")
+    st.add_argument("results", help="the folder `dlgrade grade --out` wrote")
+    st.add_argument("--watch", action="store_true", help="a live progress bar until no task is queued or running")
+    st.add_argument("--cancel", action="store_true", help="scancel the latest Slurm run (finished tests are kept)")
+    st.set_defaults(func=cmd_status)
 
     rp = sp.add_parser("report", help="write per-student HTML/Markdown reports and the class summary from a results folder")
     rp.add_argument("results", help="the folder `dlgrade grade --out` wrote (<student>/results.json)")
