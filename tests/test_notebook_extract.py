@@ -67,6 +67,17 @@ def test_device_comes_from_the_assignment_globals_not_from_the_notebook() -> Non
     assert "math" not in vars(mod) and "np" not in vars(mod)  # the globals' own imports stay private
 
 
+def test_worker_device_is_the_device_the_worker_grades_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    spec = nbmod.NotebookSpec("hw.ipynb", globals={"device": "worker_device"},
+                              prelude_source=nbmod.prelude_source([], {"device": "worker_device"}))
+    settings = nbmod.Settings({"hw.ipynb": spec})
+    assert load(extract("import torch", settings=settings)).device == torch.device("cpu")  # outside the grader
+    monkeypatch.setenv("DLGRADE_DEVICE", "meta")  # set by the worker (dlgrade/worker/main.py) to cpu or cuda
+    assert load(extract("import torch", settings=settings)).device == torch.device("meta")
+
+
 def test_a_prelude_runs_before_the_cells_and_the_student_can_override_it(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "assignments" / "a").mkdir(parents=True)

@@ -26,7 +26,9 @@ from dlgrade.static_check import Violation
 
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024     # notebooks full of image outputs are routinely tens of MB
 MAX_OUTPUT_CHARS = 200_000                 # text output kept per cell (its end, where final results are printed)
-GLOBALS_IMPORTS = ("import math", "import numpy", "import numpy as np", "import torch")
+GLOBALS_IMPORTS = ("import math", "import os", "import numpy", "import numpy as np", "import torch",
+                   # the device the worker grades on (cpu, or cuda with --device cuda / --gpus); cpu outside the grader
+                   "worker_device = torch.device(os.environ.get('DLGRADE_DEVICE', 'cpu'))")
 HEADER = ("# The graded module, built by dlgrade from the code cells of {name}: imports, definitions and simple\n"
           "# constants are kept, everything else is not run (docs/notebooks.md). '# --- cell N ---' marks each cell.")
 

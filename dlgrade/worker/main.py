@@ -45,6 +45,7 @@ def run(sock: socket.socket) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         warnings.append("CUDA requested but not available in the worker; using the CPU")
         device = "cpu"
+    os.environ["DLGRADE_DEVICE"] = device  # a notebook's graded module may take its `device` from it (dlgrade.notebook)
     dispatcher = Dispatcher(sub, [str(m) for m in cfg.get("modules", [])], device=device,
                             blocked=[str(m) for m in cfg.get("blocked", [])],
                             rules=[r for r in cfg.get("forbidden", []) if isinstance(r, dict)])
