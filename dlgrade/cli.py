@@ -59,6 +59,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     cfg, opts = grade_options(args)
     if args.executor == "slurm":
         return cmd_grade_slurm(args, cfg, opts)
+    if args.corpus and not args.similarity:
+        raise ValueError("--corpus is for --similarity")
     out = Path(args.out)
     total = len(find_submissions(Path(args.path), cfg))
     console = _console()
@@ -81,6 +83,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     skipped = f", {len(batch.skipped)} already complete (use --force to regrade)" if batch.skipped else ""
     print(f"Graded {len(batch.graded)} submission(s) in {batch.seconds:.1f} s{skipped}; "
           f"results in {out}/<student>/results.json, grades in {batch.csv}")
+    if args.similarity:
+        _run_similarity(cfg, Path(args.path), out / "similarity", args)
     if args.report:
         _print_reports(out, "student", False, False)
     return 0
@@ -114,6 +118,24 @@ def _print_reports(results: Path, audience: str, after_due_date: bool, published
     return 0
 
 
+def _run_similarity(cfg: AssignmentConfig, path: Path, out: Path, args: argparse.Namespace) -> int:
+    from dlgrade.similarity import SimilarityOptions, check_similarity
+
+    given = {k: getattr(args, k) for k in ("threshold", "top") if getattr(args, k, None) is not None}  # grade: the defaults
+    opts = SimilarityOptions(corpus=tuple(Path(c) for c in args.corpus or ()), **given)
+    run = check_similarity(cfg, path, out, opts)
+    print(f"Compared {run.students} submission(s) with each other and with {run.corpus_files} corpus file(s) in {run.seconds:.1f} s: "
+          f"{len(run.flagged)} pair(s) of {len(run.pairs)} at or above {opts.threshold:g}; ranked pairs in {run.csv}, "
+          f"side by side in {run.index}" + (f" ({len(run.problems)} not compared, see the index)" if run.problems else ""))
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    from dlgrade.config import load_assignment
+
+    return _run_similarity(load_assignment(args.assignment), Path(args.path), Path(args.out), args)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     return _print_reports(Path(args.results), args.audience, args.after_due_date, args.published)
 
@@ -126,7 +148,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     cfg = load_assignment(args.assignment)
     out = Path(args.out) / cfg.id / "validate"
-    cases = validate(cfg, out, sandbox=args.sandbox, seed=args.seed, only=args.only)
+    cases = validate(cfg, out, sandbox=args.sandbox, seed=args.seed, only=args.only, seeds=args.seeds)
     table = Table(title=f"validate {cfg.id}")
     for col in ("case", "expected", "score", "ok", "detail"):
         table.add_column(col)
@@ -137,6 +159,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{len(cases) - len(bad)}/{len(cases)} expectations hold; details in {out}"
           + (f"; failing: {', '.join(bad)}" if bad else ""))
     return 1 if bad else 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from dlgrade.calibrate import calibrate, write_calibration
+    from dlgrade.config import load_assignment
+
+    cfg = load_assignment(args.assignment)
+    out = Path(args.out) / cfg.id / "calibrate"
+    reports = calibrate(cfg, args.seeds, out, names=args.only, sandbox=args.sandbox)
+    for rep in reports:
+        table = Table(title=escape(f"{cfg.id} [thresholds.{rep.name}]: {rep.threshold.metric} ({rep.threshold.direction} is better)"))
+        for col in ("seed", *rep.values):
+            table.add_column(col)
+        for i, seed in enumerate(args.seeds):
+            table.add_row(str(seed), *(f"{v[i]:.3f}" for v in rep.values.values()))
+        _console().print(table)
+        for line in rep.unmeasured[:10]:
+            print(f"  not measured: {line}")
+        print(f"[thresholds.{rep.name}]: suggested {rep.suggested:g} ({'separates' if rep.separated else 'does NOT separate'} "
+              f"the reference from {', '.join(rep.threshold.required_bad) or 'no required bad model'}); assignment.toml has "
+              f"{rep.threshold.threshold:g}, which {'holds' if rep.current_ok else 'does NOT hold'} on every seed")
+    if args.write:
+        print(f"Wrote {write_calibration(cfg, args.seeds, reports, args.sandbox)}")
+    return 0 if all(r.current_ok for r in reports) else 1
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -197,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the worker trains (default: cpu; cuda with --gpus); falls back to cpu with a warning")
     g.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write student reports and the class summary under OUT/reports (default: on; --no-report skips)")
+    g.add_argument("--similarity", action="store_true",
+                   help="after grading, compare the submissions with each other and the --corpus (OUT/similarity, instructors only)")
+    g.add_argument("--corpus", action="append", metavar="DIR", help="with --similarity: a folder of known solutions (.py, .ipynb)")
     sl = g.add_argument_group("cluster", "--executor slurm: a job array on a Slurm cluster (defaults: [slurm] of assignment.toml; "
                                          "docs/cluster.md)")
     sl.add_argument("--executor", choices=["local", "slurm"], default="local",
@@ -221,6 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--cancel", action="store_true", help="scancel the latest Slurm run (finished tests are kept)")
     st.set_defaults(func=cmd_status)
 
+    si = sp.add_parser("similarity", help="flag submissions that match each other or known solutions (ranked CSV, side-by-side HTML)")
+    si.add_argument("assignment")
+    si.add_argument("path", help="a folder with one submission (folder or zip) per student, as for `dlgrade grade`")
+    si.add_argument("--corpus", action="append", metavar="DIR",
+                    help="a folder of known solutions (any tree of .py and .ipynb files); repeat for several")
+    si.add_argument("--threshold", type=float, default=0.7,
+                    help="flag a pair when either side has at least this share of its own code in the other (default 0.7)")
+    si.add_argument("--out", default="dist/similarity", help="where the CSV and pages go (default: dist/similarity)")
+    si.add_argument("--top", type=int, default=20, help="side-by-side pages for this many of the top pairs (default 20)")
+    si.set_defaults(func=cmd_similarity)
+
     rp = sp.add_parser("report", help="write per-student HTML/Markdown reports and the class summary from a results folder")
     rp.add_argument("results", help="the folder `dlgrade grade --out` wrote (<student>/results.json)")
     rp.add_argument("--audience", choices=["student", "instructor"], default="student",
@@ -235,8 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process")
     v.add_argument("--out", default="dist")
     v.add_argument("--seed", type=int, default=None)
-    v.add_argument("--only", nargs="*", default=None, help="case names (reference, skeleton, or bug names)")
+    v.add_argument("--only", nargs="*", default=None, help="case names (reference, skeleton, full-marks or bug names)")
+    v.add_argument("--seeds", type=int, default=1,
+                   help="grade every bug at this many seeds; each must lose the same points at every seed (default 1)")
     v.set_defaults(func=cmd_validate)
+
+    cal = sp.add_parser("calibrate", help="measure the threshold tests on the reference and the bad models over several seeds")
+    cal.add_argument("assignment")
+    cal.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5], help="run seeds (default: 0 to 5)")
+    cal.add_argument("--only", nargs="*", default=None, help="threshold names (default: every [thresholds.*] table)")
+    cal.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process")
+    cal.add_argument("--out", default="dist", help="where the graded runs go (default: dist/<id>/calibrate)")
+    cal.add_argument("--write", action="store_true", help="write graders/<id>/CALIBRATION.md")
+    cal.set_defaults(func=cmd_calibrate)
 
     b = sp.add_parser("bundle", help="build the Gradescope autograder zip (setup.sh, run_autograder, engine, hidden suite)")
     b.add_argument("assignment")

@@ -127,7 +127,9 @@ def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, ou
                          cfg.limits.submission_timeout_s, recipe_source=_recipe_reader(cfg))
         sub.notebooks = files.notebooks  # worker messages name the notebook's cells
         reason = _not_graded(files, cfg)
-        problems = files.problems + tuple(v.message() for v in violations)
+        # a file of a part that is turned off is not asked for: its absence is no problem
+        skipped = tuple(f"{f} is missing" for f in cfg.optional_files)
+        problems = tuple(p for p in files.problems if not p.startswith(skipped)) + tuple(v.message() for v in violations)
 
         def partial(tests: list[TestResult]) -> None:
             assert sub is not None

@@ -13,9 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from dlgrade.bugs import bug_submission, load_bugs, materialise
 from dlgrade.config import load_assignment
 from dlgrade.release import reference_submission, skeleton_files, write_zip
-from dlgrade.validate import bug_submission, load_bugs, materialise
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -273,24 +273,25 @@ def docker_containers(batch: str | None = None) -> list[str]:
 # ----------------------------------------------------------------------------- full-marks alternatives
 
 
-def grade_full_marks_patches(assignment: str, tmp_path: Path, must_change: str | None = None) -> None:
-    """Each ``fixtures/<assignment>/full_marks/*.patch``, applied to the reference, must score full marks."""
+def grade_full_marks_patches(assignment: str, tmp_path: Path, must_change: str | None = None, minimum: int = 3) -> None:
+    """Each correct submission of ``graders/<assignment>/full_marks/`` (a folder, or a patch of the reference)
+    must score full marks."""
+    from dlgrade.bugs import materialise
     from dlgrade.grade import grade_one
     from dlgrade.sandbox import get_backend
-    from dlgrade.validate import materialise
+    from dlgrade.validate import full_marks_submissions
 
     cfg = load_assignment(assignment, ROOT)
-    patches = sorted((FIXTURES / assignment / "full_marks").glob("*.patch"))
-    assert len(patches) >= 3
+    subs = full_marks_submissions(cfg)
+    assert len(subs) >= minimum
     backend = get_backend("process")
     try:
-        for patch in patches:
-            folder = materialise(reference_submission(cfg), tmp_path / "subs" / patch.stem)
-            subprocess.run(["patch", "-s", "-p1", "-d", str(folder), "-i", str(patch)], check=True)
+        for name, files in subs.items():
+            folder = materialise(files, tmp_path / "subs" / name)
             if must_change is not None:
                 assert (folder / must_change).read_bytes() != reference_submission(cfg)[must_change]
             result = grade_one(cfg, backend, folder, 11, tmp_path / "out")
             failed = {t.name: t.output for t in result.tests if t.status != "passed"}
-            assert result.score == result.max_score, f"{patch.stem}: {failed}"
+            assert result.score == result.max_score, f"{name}: {failed}"
     finally:
         backend.shutdown()

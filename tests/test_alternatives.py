@@ -1,6 +1,6 @@
 """Correct submissions written differently from the reference must get full marks.
 
-Each fixture in tests/fixtures/lstm_lm_vit/full_marks/ is a patch against the reference
+Each submission in graders/lstm_lm_vit/full_marks/ (a folder, or a patch against the reference)
 (markers removed), named by how it differs: fused or chunked QKV projections under other
 names, raw nn.Parameters used as x @ W + b with all weights created before all biases,
 unfold-based patches, a float64 loss of shape (1,), states returned as a list.

@@ -121,7 +121,7 @@ def test_worker_runs_as_its_own_unprivileged_uid_with_a_clean_environment(backen
         assert (me["uid"], me["euid"], me["gid"], me["groups"]) == (uid, uid, uid, [])
         assert me["cwd"].startswith("/tmp/")
         allowed = {"LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "HOME", "TMPDIR", "PATH",
-                   "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
+                   "OMP_NUM_THREADS", "MKL_NUM_THREADS", "DLGRADE_DEVICE"}
         assert set(me["env"]) <= allowed
         assert not sub.warnings
     finally:

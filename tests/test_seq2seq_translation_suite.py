@@ -4,12 +4,13 @@
   minutes on one CPU): the reference scores full marks, the skeleton 0, each bug loses points
   and fails the tests it names; the subset holds the bugs the threshold tests must catch.
 - Correct submissions written differently from the reference get full marks. Each fixture in
-  tests/fixtures/seq2seq_translation/full_marks/ is a patch against the reference (markers
+  graders/seq2seq_translation/full_marks/ is a patch against the reference (markers
   removed), named by how it differs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -18,11 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import grade_full_marks_patches
 
+from dlgrade.bugs import materialise
 from dlgrade.config import find_root, load_assignment
 from dlgrade.grade import grade_one
 from dlgrade.release import reference_submission
 from dlgrade.sandbox import get_backend
-from dlgrade.validate import materialise
 
 ROOT = find_root(Path(__file__).parent)
 BUGS = ["rnn_output_from_new_hidden", "lstm_no_forget_gate", "encoder_lstm_transforms_cell", "attention_dot_product",
@@ -69,3 +70,23 @@ def test_forbidden_lstm_and_missing_theory_cost_only_their_parts(tmp_path: Path)
     assert all(t.score == 0 and "torch.nn.LSTM" in t.output for t in lstm)
     assert any("theory.py is missing" in t.output for t in result.tests if t.part == "theory")
     assert not result.grader_errors
+
+
+@pytest.mark.slow
+def test_theory_turned_off_costs_nothing_and_says_so(tmp_path: Path) -> None:
+    """An instructor whose cohort answers the theory on paper turns the part off: no theory.py is then no loss."""
+    cfg = load_assignment("seq2seq_translation", ROOT)
+    theory = cfg.all_parts["theory"]
+    assert theory.files == ("theory.py",)
+    cfg = dataclasses.replace(cfg, all_parts={**cfg.all_parts, "theory": dataclasses.replace(theory, enabled=False)})
+    files = reference_submission(cfg)
+    del files["theory.py"]
+    backend = get_backend("process")
+    try:
+        result = grade_one(cfg, backend, materialise(files, tmp_path / "sub"), 5, tmp_path / "out")
+    finally:
+        backend.shutdown()
+    assert result.score == result.max_score == 50
+    assert not any(t.part == "theory" for t in result.tests)
+    assert "not graded" in result.output and "missing" not in result.output
+    assert "theory" not in cfg.parts

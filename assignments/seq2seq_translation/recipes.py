@@ -14,6 +14,7 @@ numpy and `dlgrade_training` (the shared training loop, shipped with the release
 
 import inspect
 
+import torch
 import torch.nn.functional as F
 from dlgrade_training import fit, predict
 

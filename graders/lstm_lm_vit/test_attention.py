@@ -4,17 +4,17 @@ The projections' names are the student's choice, so `forward` is checked through
 shape, parameter count, permutation equivariance over the sequence, gradient to every
 parameter, and values: the student's output must equal the reference wiring applied to the
 student's *own* parameters, for some assignment of those parameters to the four roles
-(queries, keys, values, output); see `_wirings`.
+(queries, keys, values, output); see `dlgrade.harness.params.attention_wirings`.
 """
 
-import itertools
 import math
 
 import pytest
 import torch
 
+from dlgrade.harness import attention as A
 from dlgrade.harness import expect
-from graders.lstm_lm_vit._support import randomize, same
+from dlgrade.harness.params import attention_wirings, randomize, same
 
 pytestmark = pytest.mark.part("attention")
 
@@ -29,42 +29,11 @@ def new_mha(sub, head_size=HS, num_heads=NH, seq=T):
 # ------------------------------------------------------------------ the formulas
 
 
-def split(x, nh):
-    b, t, d = x.shape
-    return x.reshape(b, t, nh, d // nh).transpose(1, 2)  # (B, nh, T, hs)
-
-
-def merge(y):
-    b, nh, t, hs = y.shape
-    return y.transpose(1, 2).reshape(b, t, nh * hs)  # (B, T, nh*hs)
-
-
-def weights(q, k, scale=None, dim=-1):
-    scale = math.sqrt(q.shape[-1]) if scale is None else scale
-    return torch.softmax(q @ k.transpose(-2, -1) / scale, dim=dim)  # (B, nh, T, T)
+split, merge, weights = A.split_heads, A.merge_heads, A.softmax_weights
 
 
 def weight_diagnoses(q, k):
-    hs, nh = q.shape[-1], q.shape[1]
-    return {
-        "the softmax is taken over the query axis (dim=-2) instead of the key axis (dim=-1)": weights(q, k, dim=-2),
-        "the scores are not divided by sqrt(head_size)": weights(q, k, scale=1.0),
-        "the scores are divided by sqrt(num_heads * head_size) (the model width) instead of sqrt(head_size)":
-            weights(q, k, scale=math.sqrt(nh * hs)),
-        "the scores are divided by sqrt(num_heads) instead of sqrt(head_size)": weights(q, k, scale=math.sqrt(nh)),
-        "the scores are divided by head_size instead of sqrt(head_size)": weights(q, k, scale=float(hs)),
-        "queries and keys are swapped (the weight matrix is transposed)": weights(k, q),
-        "the softmax is taken over the query axis and the scores are not scaled": weights(q, k, scale=1.0, dim=-2),
-        "a causal mask is applied (each query sees only earlier keys); this attention must see every position":
-            causal_weights(q, k),
-    }
-
-
-def causal_weights(q, k):
-    t = q.shape[-2]
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    keep = torch.tril(torch.ones(t, t, dtype=torch.bool))
-    return torch.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1)
+    return A.weight_mistakes(q, k)
 
 
 def mha_forward(x, roles, nh, variant=None):
@@ -78,7 +47,8 @@ def mha_forward(x, roles, nh, variant=None):
     else:
         q, k, v = (split(z, nh) for z in (q, k, v))
     scale = {"unscaled": 1.0, "width": math.sqrt(d)}.get(variant, math.sqrt(hs))
-    a = causal_weights(q, k) if variant == "causal" else weights(q, k, scale=scale, dim=-2 if variant == "query_axis" else -1)
+    a = (weights(q, k, mask=A.causal_mask(t)) if variant == "causal"
+         else weights(q, k, scale=scale, dim=-2 if variant == "query_axis" else -1))
     heads = a @ v
     if variant in ("view", "merge_view"):
         out = heads.reshape(b, t, d)
@@ -105,72 +75,13 @@ FORWARD_MISTAKES = {
 }
 
 
-def _wirings(params, d, nh):
-    """Plausible assignments of the student's parameters to (W, b) for q, k, v[, o].
-
-    Yields (description, roles). Handles four (d, d) weights with four (d,) biases (every
-    ordering; both orientations, for raw parameters used as x @ W), and a fused (3d, d) q/k/v
-    weight with its (3d,) bias plus a (d, d) output weight and (d,) bias (chunked [q|k|v] or
-    per-head [q_h|k_h|v_h] layouts, every ordering of the three).
-    """
-    mats = [(n, t) for n, t in params.items() if t.dim() == 2]
-    vecs = [(n, t) for n, t in params.items() if t.dim() == 1]
-    others = [n for n, t in params.items() if t.dim() not in (1, 2)]
-    if others or len(mats) != len(vecs):
-        return
-
-    def prefix(name):
-        return name.rsplit(".", 1)[0] if "." in name else name
-
-    def linear_like(ws, bs):
-        """Names like nn.Linear's (`<module>.weight` beside `<module>.bias`): weights are (out, in)."""
-        by_prefix = {prefix(n) for n, _ in bs}
-        return (len(by_prefix) == len(bs) and all(n.endswith(".weight") and prefix(n) in by_prefix for n, _ in ws)
-                and all(n.endswith(".bias") for n, _ in bs))
-
-    def pair(ws, bs):
-        """Bias for each weight: by shared module prefix when that is one-to-one, else by creation order."""
-        by_prefix = {prefix(n): t for n, t in bs}
-        if len(by_prefix) == len(bs) and all(prefix(n) in by_prefix for n, _ in ws):
-            return [(w, by_prefix[prefix(n)]) for n, w in ws]
-        return [(w, b) for (_, w), (_, b) in zip(ws, bs, strict=True)]
-
-    # raw (d, d) matrices may be used as x @ W as well as x @ W.T
-    flips = (False,) if linear_like(mats, vecs) else (False, True)
-    square = all(tuple(t.shape) == (d, d) for _, t in mats) and all(tuple(t.shape) == (d,) for _, t in vecs)
-    if square and len(mats) in (3, 4):
-        pairs = pair(mats, vecs)
-        for flip in flips:
-            for order in itertools.permutations(range(len(pairs))):
-                roles = [((pairs[i][0].T if flip else pairs[i][0]), pairs[i][1]) for i in order]
-                yield (f"order {order}{' transposed' if flip else ''}", roles)
-        return
-    if len(mats) == 2:
-        fused = [(n, t) for n, t in mats if tuple(t.shape) in ((3 * d, d), (d, 3 * d))]
-        square_w = [(n, t) for n, t in mats if tuple(t.shape) == (d, d)]
-        fused_b = [(n, t) for n, t in vecs if tuple(t.shape) == (3 * d,)]
-        square_b = [(n, t) for n, t in vecs if tuple(t.shape) == (d,)]
-        if not (len(fused) == len(square_w) == len(fused_b) == len(square_b) == 1):
-            return
-        w3 = fused[0][1] if tuple(fused[0][1].shape) == (3 * d, d) else fused[0][1].T  # (3d, d)
-        b3, wo, bo = fused_b[0][1], square_w[0][1], square_b[0][1]
-        hs = d // nh
-        layouts = {
-            "chunks": lambda j: torch.arange(j * d, (j + 1) * d),
-            "per-head": lambda j: torch.cat([torch.arange(h * 3 * hs + j * hs, h * 3 * hs + (j + 1) * hs) for h in range(nh)]),
-        }
-        for layout, rows in layouts.items():
-            parts = [(w3[rows(j)], b3[rows(j)]) for j in range(3)]
-            for order in itertools.permutations(range(3)):
-                for flip in flips:
-                    yield (f"fused {layout} {order}", [parts[i] for i in order] + [(wo.T if flip else wo, bo)])
-
-
 # ------------------------------------------------------------------ split / merge (4 points)
 
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("P2.2 / docstrings: split_heads (B, T, heads*head_size) -> (B, heads, T, head_size); merge_heads back"
+                  " to (B, T, heads*head_size)")
 def test_split_merge_heads_shapes(sub, gen):
     """split_heads returns (B, heads, T, head_size) and merge_heads returns (B, T, heads * head_size)"""
     mha = new_mha(sub)
@@ -182,6 +93,8 @@ def test_split_merge_heads_shapes(sub, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.2: y = split_heads(x) -> y[0, 1, 2, 3] = x[0, 2, num_heads * 1 + 3] (head h holds features "
+                  "h*head_size + i)")
 def test_split_heads_values(sub, gen):
     """split_heads: y[b, h, t, i] = x[b, t, h * head_size + i]"""
     mha = new_mha(sub)
@@ -196,6 +109,7 @@ def test_split_heads_values(sub, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.2: x = merge_heads(y) -> x[0, 1, num_heads * 2 + 3] = y[0, 2, 1, 3]")
 def test_merge_heads_values(sub, gen):
     """merge_heads: x[b, t, h * head_size + i] = y[b, h, t, i]"""
     mha = new_mha(sub)
@@ -210,6 +124,7 @@ def test_merge_heads_values(sub, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.2: these two functions are exactly inverse from one another")
 def test_split_merge_roundtrip(sub, gen):
     """merge_heads(split_heads(x)) == x and split_heads(merge_heads(y)) == y, for two head layouts"""
     for hs, nh, t in [(HS, NH, T), (2, 4, 3)]:
@@ -231,6 +146,7 @@ def qk(gen, b=B, nh=NH, t=T, hs=HS, scale=1.0):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("P2.3: get_attention_weights returns the A_i of all heads at once, (B, heads, T, T)")
 def test_attention_weights_shape(sub, gen):
     """get_attention_weights returns (B, heads, T, T)"""
     q, k = qk(gen)
@@ -240,6 +156,7 @@ def test_attention_weights_shape(sub, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.3: the softmax is taken over the whole sequence (the keys): each row is a distribution")
 def test_attention_weights_sum_to_one(sub, gen):
     """get_attention_weights: every row (one query) is a distribution over the keys"""
     q, k = qk(gen)
@@ -254,8 +171,9 @@ def test_attention_weights_sum_to_one(sub, gen):
         expect.fail("the attention weights do not sum to 1 over the key axis (the last axis)")
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(4)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.3: A_i = softmax(q_i k_i^T / sqrt(d)), d the head dimension (head_size)")
 def test_attention_weights_values(sub, gen):
     """get_attention_weights: softmax(q kᵀ / sqrt(head_size)) over the keys"""
     hs, nh = 8, 2  # sqrt(head_size), sqrt(width), head_size and sqrt(heads) all differ
@@ -266,6 +184,7 @@ def test_attention_weights_values(sub, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.3: the same formula for any number of heads, head size and sequence length")
 def test_attention_weights_other_sizes(sub, gen):
     """get_attention_weights: correct for other head sizes, head counts and lengths (including T = 1)"""
     for hs, nh, t in [(3, 4, 7), (5, 1, 4), (6, 2, 1)]:
@@ -275,10 +194,12 @@ def test_attention_weights_other_sizes(sub, gen):
                      diagnoses=weight_diagnoses(q, k))
 
 
-@pytest.mark.points(1)
+@pytest.mark.advice
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("Not asked by the handout (it gives softmax as exp(x_t) / sum exp(x_i)): numerical stability is "
+                  "advice only")
 def test_attention_weights_large_scores(sub, gen):
-    """get_attention_weights: stays finite and correct when the scores are large"""
+    """Advice: get_attention_weights stays finite and correct when the scores are large"""
     q, k = qk(gen, scale=8.0)  # scaled scores of a few hundred: exp() overflows float32 without the max shift
     a = new_mha(sub).call("get_attention_weights", q, k)
     expect.tensor(a, "get_attention_weights output", shape=(B, NH, T, T), finite=False)
@@ -295,6 +216,7 @@ def test_attention_weights_large_scores(sub, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("P2.4: apply_attention returns concat(h_1, ..., h_m), (B, T, heads*head_size)")
 def test_apply_attention_shape(sub, gen):
     """apply_attention returns (B, T, heads * head_size)"""
     q, k = qk(gen)
@@ -304,6 +226,7 @@ def test_apply_attention_shape(sub, gen):
 
 @pytest.mark.points(1.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.4: h_i = A_i v_i from your attention weights, concatenated over the heads")
 def test_apply_attention_values(sub, gen):
     """apply_attention: concatenates the heads' weighted sums of the values"""
     mha = new_mha(sub)
@@ -334,6 +257,7 @@ def test_apply_attention_values(sub, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("P2.5: forward(hidden_states) returns the input's shape")
 def test_attention_forward_shape(sub, gen):
     """MultiHeadedAttention forward returns the input's shape (B, T, heads * head_size)"""
     x = torch.randn(B, T, D, generator=gen)
@@ -342,6 +266,8 @@ def test_attention_forward_shape(sub, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("P2.5 / INTERFACES: affine projections with biases for Q, K, V and the output: 4*(d^2 + d) "
+                  "parameters, d = heads*head_size")
 def test_attention_parameter_count(sub):
     """MultiHeadedAttention has exactly 4·(d² + d) parameters (four affine maps with bias), d = heads·head_size"""
     for hs, nh in [(HS, NH), (2, 4)]:
@@ -359,6 +285,8 @@ def test_attention_parameter_count(sub):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.5: A(Q, K, V) = concat(h_1..h_m) W_O + b_O has no positional term: permuting the tokens permutes "
+                  "the output")
 def test_attention_permutation_equivariant(sub, gen):
     """MultiHeadedAttention: permuting the input positions permutes the output the same way"""
     mha = new_mha(sub)
@@ -376,6 +304,7 @@ def test_attention_permutation_equivariant(sub, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.5: every projection is learnable and used in forward (W_Q, W_K, W_V, W_O with biases)")
 def test_attention_gradients(sub, gen):
     """MultiHeadedAttention: every parameter and the input receive a gradient"""
     mha = new_mha(sub)
@@ -393,13 +322,15 @@ def test_attention_gradients(sub, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.5: project with W_Q, W_K, W_V (+ biases), split, attend, merge, project with W_O + b_O (your own "
+                  "parameters, any layout)")
 def test_attention_forward_values(sub, gen):
     """MultiHeadedAttention forward: project, split, attend, merge, output projection (checked on your own weights)"""
     mha = new_mha(sub)
     params = randomize(mha, gen)  # by name, in registration order
     x = torch.randn(B, T, D, generator=gen)
     got = expect.tensor(mha(x), "MultiHeadedAttention output", shape=(B, T, D))
-    wirings = list(_wirings(params, D, NH))
+    wirings = list(attention_wirings(params, D, NH))
     if not wirings:
         shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in params.items()) or "none"
         expect.fail("could not line your parameters up with the query, key, value and output projections, so the "

@@ -8,9 +8,8 @@ the message name the mistake without showing numbers.
 import pytest
 import torch
 
-from dlgrade.errors import StudentCodeError
 from dlgrade.harness import expect
-from graders.lstm_lm_vit._support import same
+from dlgrade.harness.params import same
 
 pytestmark = pytest.mark.part("layernorm")
 
@@ -53,16 +52,25 @@ def diagnoses_for(x, weight, bias, eps=1e-5):
     return out
 
 
+def eps_readings(x, weight, bias):
+    """What a LayerNorm may return for inputs of variance O(1) whatever it does with eps: inside the square root,
+    outside it, or missing. Where eps goes (and whether it is there) is graded by test_layernorm_eps alone; at this
+    scale it changes the output by about 1e-5, right at the tolerance, so at some seeds it would show and at others
+    not: every other test accepts all three, so that the mistake costs the same at every seed."""
+    return [layer_norm(x, weight, bias), layer_norm(x, weight, bias, eps_outside=True), layer_norm(x, weight, bias, 0.0)]
+
+
 def expect_values(y, x, weight, bias, what):
-    """Values for inputs of variance O(1). Where eps goes is graded by test_layernorm_eps alone: at this
-    scale it changes the output by about 1e-5, right at the tolerance, so both placements are accepted."""
-    if same(y, layer_norm(x, weight, bias, eps_outside=True)):
+    """Values for inputs of variance O(1) (any eps reading, see eps_readings)."""
+    if any(same(y, want) for want in eps_readings(x, weight, bias)[1:]):
         return
     expect.close(y, layer_norm(x, weight, bias), what, diagnoses=diagnoses_for(x, weight, bias))
 
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("P2.1 / INTERFACES: LayerNorm(hidden_size) has weight and bias (given __init__); forward keeps the "
+                  "input's shape (*dims, H)")
 def test_layernorm_shapes(sub, gen):
     """LayerNorm: keeps its weight and bias of shape (hidden_size,) and returns the input's shape"""
     ln = sub.new("vit_solution.LayerNorm", H)
@@ -78,6 +86,8 @@ def test_layernorm_shapes(sub, gen):
 
 @pytest.mark.points(1.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.1: layernorm(x) = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias, E and Var over the last "
+                  "dimension, Var the biased estimate")
 def test_layernorm_values(sub, gen):
     """LayerNorm: normalises over the last axis with the biased variance, then applies weight and bias"""
     ln, weight, bias = make_layernorm(sub, gen)
@@ -87,6 +97,8 @@ def test_layernorm_values(sub, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.1: E[x] and Var[x] are taken only over the last dimension of the tensor, for any leading "
+                  "dimensions")
 def test_layernorm_leading_dims(sub, gen):
     """LayerNorm: works for any number of leading dimensions (2-D and 4-D inputs)"""
     ln, weight, bias = make_layernorm(sub, gen)
@@ -114,6 +126,7 @@ def expect_eps_right(y, x, weight, bias, eps, what, extra):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.1: the formula adds eps to the variance inside the square root (LayerNorm(hidden_size, eps))")
 def test_layernorm_eps(sub, gen):
     """LayerNorm: adds eps to the variance inside the square root and uses the eps it was given"""
     # variances near eps make the placement of eps visible; a constant row has variance 0
@@ -135,43 +148,52 @@ def test_layernorm_eps(sub, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P2.1: weight and bias are learnable affine parameters (gradients reach them and the input)")
 def test_layernorm_gradients(sub, gen):
     """LayerNorm: gradients reach the input, the weight and the bias"""
     ln, weight, bias = make_layernorm(sub, gen)
     x = torch.randn(2, 4, H, generator=gen)
     g = torch.randn(2, 4, H, generator=gen)
     res = ln.backward("__call__", x, grad_output=g)
-    xr, wr, br = (t.clone().requires_grad_(True) for t in (x, weight, bias))
-    layer_norm(xr, wr, br).backward(g)
-    # the values of the gradients are checked only when the forward is right (it is graded on its own)
-    forward_right = same(res.output, layer_norm(x, weight, bias))
-    for what, got, want in [("input", res.input_grads[0], xr.grad),
-                            ("weight", res.param_grads.get("weight"), wr.grad),
-                            ("bias", res.param_grads.get("bias"), br.grad)]:
+    # the values of the gradients are checked only when the forward is right (it is graded on its own), against
+    # the gradients of the eps reading the forward matches (eps is graded by test_layernorm_eps alone)
+    want_grads = None
+    for eps, outside in ((1e-5, False), (1e-5, True), (0.0, False)):
+        if same(res.output, layer_norm(x, weight, bias, eps, eps_outside=outside)):
+            xr, wr, br = (t.clone().requires_grad_(True) for t in (x, weight, bias))
+            layer_norm(xr, wr, br, eps, eps_outside=outside).backward(g)
+            want_grads = (xr.grad, wr.grad, br.grad)
+            break
+    for i, (what, got) in enumerate([("input", res.input_grads[0]), ("weight", res.param_grads.get("weight")),
+                                     ("bias", res.param_grads.get("bias"))]):
+        shape = (x, weight, bias)[i].shape
         expect.true(got is not None, f"no gradient reaches the LayerNorm {what}",
                     "the output is detached from the graph (.detach(), .data, .item() or numpy)")
-        expect.tensor(got, f"the gradient of the LayerNorm {what}", shape=want.shape)
+        expect.tensor(got, f"the gradient of the LayerNorm {what}", shape=shape)
         expect.true(bool(got.abs().sum() > 0), f"the gradient of the LayerNorm {what} is zero")
-        if forward_right:
-            expect.close(got, want, f"the gradient of the LayerNorm {what}")
+        if want_grads is not None:
+            expect.close(got, want_grads[i], f"the gradient of the LayerNorm {what}")
 
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
-def test_layernorm_input_untouched(sub, gen):
-    """LayerNorm: does not write into its input and gives the same answer when called twice"""
+@pytest.mark.spec("P2.1: layernorm(x) is a function of x: the same input gives the same output")
+def test_layernorm_same_answer_twice(sub, gen):
+    """LayerNorm: gives the same answer when called twice on the same input"""
     ln, weight, bias = make_layernorm(sub, gen)
     x = torch.randn(3, H, generator=gen)
-    # The input arrives as a leaf tensor that requires grad: autograd refuses in-place writes to it.
-    try:
-        ln.backward("__call__", x, grad_output=torch.ones(3, H))
-    except StudentCodeError as exc:
-        if "in-place" in str(exc) or "inplace" in str(exc):
-            expect.fail("LayerNorm modifies its input tensor in place (e.g. `inputs -= mean`); "
-                        "the caller's tensor must be left untouched, so compute on new tensors",
-                        "writes into its input")
-        raise
     first = expect.tensor(ln(x), "LayerNorm output", shape=x.shape)
     second = expect.tensor(ln(x), "LayerNorm output", shape=x.shape)
     expect.true(same(first, second), "LayerNorm gives a different output when called a second time on the same input "
-                "(it keeps or changes state between calls)")
+                "(it keeps or changes state between calls)", "keeps state between calls")
+
+
+@pytest.mark.advice
+@pytest.mark.visibility("after_published")
+@pytest.mark.spec("Not asked by the handout: writing into the input changes the caller's tensor; advice only")
+def test_layernorm_input_untouched(sub, gen):
+    """Advice: LayerNorm leaves the tensor it is given unchanged"""
+    ln, weight, bias = make_layernorm(sub, gen)
+    x = torch.randn(3, H, generator=gen)
+    ln(x)
+    expect.untouched(sub, "LayerNorm", ("inputs",))

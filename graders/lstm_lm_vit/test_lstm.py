@@ -1,4 +1,4 @@
-"""Hidden tests, Problem 1: lstm_solution.LSTM forward and loss (9 points).
+"""Hidden tests, Problem 1: lstm_solution.LSTM forward (5 points) and loss (4 points), as the handout counts them.
 
 `LSTM.__init__` is given, so parameter names are fixed: the reference model's weights are
 copied into the student's model and the two forwards are compared.
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dlgrade.harness import expect
-from graders.lstm_lm_vit._support import close_scalar, same
+from dlgrade.harness.params import close_scalar, same
 
 pytestmark = pytest.mark.part("lstm")
 
@@ -72,6 +72,8 @@ def log_proba_diagnoses(logits):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("P1.1 / INTERFACES: forward(inputs (B, T), hidden_states) returns log_probas (B, T, V) and the final "
+                  "(h, c), each (num_layers, B, hidden)")
 def test_lstm_forward_shapes(sub, ref, gen):
     """LSTM forward returns log_probas (B, T, V) and (h, c) of shape (layers, B, hidden), for 1 and 2 layers"""
     for layers in (1, 2):
@@ -81,6 +83,8 @@ def test_lstm_forward_shapes(sub, ref, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P1.1: forward uses the given embedding, LSTM and classifier and returns the log-probabilities (not "
+                  "the logits) of the next words")
 def test_lstm_forward_log_probas(sub, ref, gen):
     """LSTM forward: log-probabilities of the next token match the model's layers, for 1 and 2 layers"""
     for layers in (1, 2):
@@ -93,6 +97,7 @@ def test_lstm_forward_log_probas(sub, ref, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P1.1: forward returns log-probabilities: their exponentials sum to 1 over the vocabulary")
 def test_lstm_forward_normalised(sub, ref, gen):
     """LSTM forward: exp(log_probas) sums to 1 over the vocabulary at every position"""
     student, _ = models(sub, ref, gen)
@@ -111,6 +116,7 @@ def test_lstm_forward_normalised(sub, ref, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P1.1: forward also returns the final hidden state of the LSTM, (h, c)")
 def test_lstm_final_states(sub, ref, gen):
     """LSTM forward: returns the final (h, c) of every layer"""
     layers = 2
@@ -129,6 +135,7 @@ def test_lstm_final_states(sub, ref, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: forward(inputs, hidden_states=(h, c)) runs the LSTM from the hidden states it is given")
 def test_lstm_uses_given_states(sub, ref, gen):
     """LSTM forward: starts from the hidden states it is given"""
     layers = 2
@@ -193,6 +200,7 @@ def distinct_lengths(gen, b, t):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("P1.2: loss() returns the mean negative log-likelihood: a single number")
 def test_lstm_loss_is_scalar(sub, ref, gen):
     """LSTM.loss returns a single finite number"""
     student, _ = models(sub, ref, gen)
@@ -200,8 +208,10 @@ def test_lstm_loss_is_scalar(sub, ref, gen):
     expect.scalar(student.call("loss", log_probas, targets, mask), "LSTM.loss")
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(2.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P1.2: per sequence, the mean NLL of the next words over its T real (mask = 1) positions; then "
+                  "averaged over the mini-batch")
 def test_lstm_loss_value(sub, ref, gen):
     """LSTM.loss: per-sequence mean NLL over the real tokens (mask == 1), averaged over the batch"""
     student, _ = models(sub, ref, gen)
@@ -214,6 +224,8 @@ def test_lstm_loss_value(sub, ref, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P1.2: T may be smaller than 256 because of zero-padding; the padded positions (mask = 0) do not "
+                  "count")
 def test_lstm_loss_ignores_padding(sub, ref, gen):
     """LSTM.loss: values at padded positions (mask == 0) do not change the loss"""
     student, _ = models(sub, ref, gen)
@@ -230,10 +242,11 @@ def test_lstm_loss_ignores_padding(sub, ref, gen):
                 "padding counted in the loss")
 
 
-@pytest.mark.points(0.5)
+@pytest.mark.advice
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("Not asked by the handout (its data has no all-padding rows): advice only")
 def test_lstm_loss_empty_sequence(sub, ref, gen):
-    """LSTM.loss: a sequence whose mask is all zeros contributes 0 (no NaN)"""
+    """Advice: LSTM.loss with a sequence whose mask is all zeros (not in the handout's data) stays finite"""
     student, _ = models(sub, ref, gen)
     log_probas, targets, mask = batch(gen, [6, 0, 3])
     got = student.call("loss", log_probas, targets, mask)
@@ -246,6 +259,8 @@ def test_lstm_loss_empty_sequence(sub, ref, gen):
 
 @pytest.mark.points(0.5)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("P1.2 and training: the loss takes the log-probabilities and is minimised, so its gradient must reach"
+                  " them")
 def test_lstm_loss_gradient(sub, ref, gen):
     """LSTM.loss: the gradient flows back to the log-probabilities"""
     student, _ = models(sub, ref, gen)
@@ -267,3 +282,14 @@ def test_lstm_loss_gradient(sub, ref, gen):
     want = loss_value(log_probas, targets, mask)
     if abs(float(value.double().reshape(-1)[0]) - want) <= 1e-5 + 1e-4 * abs(want):
         expect.close(res.input_grads[0], lp.grad, "the gradient of LSTM.loss with respect to log_probas")
+
+
+@pytest.mark.advice
+@pytest.mark.visibility("after_published")
+@pytest.mark.spec("Not asked by the handout: a loss that writes into its inputs changes the caller's data; advice only")
+def test_lstm_loss_inputs_untouched(sub, ref, gen):
+    """Advice: LSTM.loss leaves the log-probabilities, targets and mask it is given unchanged"""
+    student, _ = models(sub, ref, gen)
+    log_probas, targets, mask = batch(gen, [8, 3, 5])
+    student.call("loss", log_probas, targets, mask)
+    expect.untouched(sub, "LSTM.loss", ("log_probas", "targets", "mask"))

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from dlgrade.harness import expect
+from dlgrade.harness.params import heatmap, transplant
 from graders.seq2seq_translation import _seq2seq_ref as R
-from graders.seq2seq_translation._support import MODULES, decoder_step, heatmap, new_decoder, transplant
+from graders.seq2seq_translation._support import MODULES, decoder_step, new_decoder
 
 pytestmark = pytest.mark.part("attention")
 
@@ -39,6 +40,8 @@ def weights_of(sub, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("INTERFACES: compute_attention(hidden (1, B, H), encoder_outputs (B, T, H)) -> attention "
+                  "probabilities (B, 1, T), a softmax over the T positions")
 def test_attention_shape_and_rows(sub, gen, record):
     """compute_attention returns (B, 1, T) weights: non-negative, each row sums to 1 over the encoder positions"""
     got, _, _ = weights_of(sub, gen)
@@ -54,6 +57,8 @@ def test_attention_shape_and_rows(sub, gen, record):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: the attention probabilities come from the cosine similarity of hidden and each encoder "
+                  "output, followed by softmax")
 def test_attention_cosine_values(sub, gen, record):
     """compute_attention: softmax over positions of the cosine similarity between hidden state and encoder outputs"""
     got, query, keys = weights_of(sub, gen)
@@ -98,6 +103,8 @@ def check_decoder(sub, ref, gen, model_type):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: with attention, the context (attention-weighted sum of encoder outputs) and the embedded"
+                  " input go through the attention Linear ([context; embedded input] -> emb_size) into the RNN")
 def test_decoder_attention_rnn(sub, ref, gen):
     """Decoder with attention (RNN): context from cosine attention, Linear([context; embedded]), then the RNN"""
     check_decoder(sub, ref, gen, "RNN")
@@ -105,6 +112,7 @@ def test_decoder_attention_rnn(sub, ref, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: for an LSTM decoder the attention query is the hidden state h only")
 def test_decoder_attention_lstm(sub, ref, gen):
     """Decoder with attention (LSTM): the query is the hidden state h"""
     check_decoder(sub, ref, gen, "LSTM")

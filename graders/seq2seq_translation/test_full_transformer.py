@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from dlgrade.harness import expect
-from graders.seq2seq_translation._support import MODULES, heatmap, transplant
+from dlgrade.harness.params import heatmap, transplant
+from graders.seq2seq_translation._support import MODULES
 
 pytestmark = pytest.mark.part("full_transformer")
 
@@ -67,13 +68,6 @@ def accepted(fn):
     return out
 
 
-def close_any(got, wants, what, diagnoses):
-    for want in wants[1:]:
-        if isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got.double(), want.double(), atol=1e-4, rtol=1e-4):
-            return
-    expect.close(got, wants[0], what, atol=1e-4, rtol=1e-4, diagnoses=diagnoses)
-
-
 MISTAKES = {
     "no_causal": "no causal target mask: position i attends to later target positions",
     "no_src_mask": "the source padding mask is missing (src_key_padding_mask = src == ignore_index)",
@@ -85,6 +79,9 @@ MISTAKES = {
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("INTERFACES: FullTransformerTranslator creates nn.Transformer (batch_first), srcembeddingL, "
+                  "tgtembeddingL, srcposembeddingL, tgtposembeddingL, then the output Linear; forward(src, tgt) -> (B, "
+                  "T, V)")
 def test_full_transformer_layers(sub, ref, gen):
     """FullTransformerTranslator: layers created in the prescribed order, forward gives (B, T, output_size)"""
     obj, _ = setup(sub, ref, gen)
@@ -94,6 +91,8 @@ def test_full_transformer_layers(sub, ref, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: forward shifts tgt right with add_start_token and builds a causal target mask (position "
+                  "i sees target tokens before i only)")
 def test_full_transformer_causal(sub, ref, gen, record):
     """forward: the output at position i does not depend on target tokens at positions i and later"""
     obj, _ = setup(sub, ref, gen)
@@ -119,6 +118,7 @@ def test_full_transformer_causal(sub, ref, gen, record):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: forward builds source and target padding masks with pad id ignore_index")
 def test_full_transformer_padding_masks(sub, ref, gen):
     """forward: source and target padding (ignore_index) is masked"""
     obj, reference = setup(sub, ref, gen)
@@ -127,11 +127,13 @@ def test_full_transformer_padding_masks(sub, ref, gen):
     got = obj(src, tgt)
     wants = accepted(lambda mm: forward(reference, src, tgt, memory_mask=mm))
     variants = {msg: forward(reference, src, tgt, k).detach() for k, msg in MISTAKES.items() if k != "no_causal"}
-    close_any(got, wants, "forward(src, tgt) on padded sentences", variants)
+    expect.close_any(got, wants, "forward(src, tgt) on padded sentences", atol=1e-4, rtol=1e-4, diagnoses=variants)
 
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: forward(src, tgt): shifted target, causal mask and padding masks through the given "
+                  "layers")
 def test_full_transformer_forward(sub, ref, gen):
     """forward: shifted target, causal mask and padding masks give the reference's scores"""
     obj, reference = setup(sub, ref, gen)
@@ -141,28 +143,56 @@ def test_full_transformer_forward(sub, ref, gen):
     wants = accepted(lambda mm: forward(reference, src, tgt, memory_mask=mm))
     variants = {msg: forward(reference, src, tgt, k).detach() for k, msg in MISTAKES.items()}
     variants["the target is not shifted right: call add_start_token(tgt) first"] = forward(reference, src, tgt, shift=False).detach()
-    close_any(got, wants, "forward(src, tgt)", variants)
+    expect.close_any(got, wants, "forward(src, tgt)", atol=1e-4, rtol=1e-4, diagnoses=variants)
+
+
+GENERATE_READINGS = {
+    # name: (first position checked, offset of the forward position that position t must equal)
+    "position 0 is the model's own arg-max": (0, 0),
+    "position 0 stays <sos>, step t keeps the scores of position t": (1, 0),
+    "position 0 stays <sos>, step t keeps the scores of position t - 1": (1, -1),
+}
+
+
+def greedy_readings(obj, src, got):
+    """For each reading of generate_translation, your forward on the tokens your own scores chose, or None."""
+    chosen = got.argmax(-1)  # (B, T)
+    out = {}
+    for name, (start, offset) in GENERATE_READINGS.items():
+        tgt = chosen.clone()
+        if start:
+            tgt[:, 0] = SOS
+        forward = obj(src, tgt)
+        if not isinstance(forward, torch.Tensor) or forward.shape != got.shape:
+            return {}
+        out[name] = (start, forward[:, start + offset: T + offset] if offset else forward[:, start:])
+    return out
 
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: generate_translation(src) decodes greedily, one position at a time -> (B, T, V); "
+                  "position 0 may stay <sos> or take the model's own arg-max")
 def test_full_transformer_generate(sub, ref, gen):
     """generate_translation: greedy, one position at a time, scores (B, T, output_size)"""
-    obj, reference = setup(sub, ref, gen)
+    obj, _ = setup(sub, ref, gen)
     src = sentences(gen, 3, V_IN, lengths=[5, 3, 4])
-    got = obj.call("generate_translation", src)
-    expect.tensor(got, "generate_translation(src)", shape=(3, T, V_OUT), dtype="float")
-
-    def greedy(memory_mask, pick_last=False):
-        tgt = torch.full((3, T), PAD, dtype=torch.long)
-        outs = torch.zeros(3, T, V_OUT)
-        for t in range(T):
-            scores = forward(reference, src, tgt, memory_mask=memory_mask)
-            outs[:, t] = scores[:, -1] if pick_last else scores[:, t]
-            tgt[:, t] = outs[:, t].argmax(-1)
-        return outs
-
-    wants = accepted(greedy)
-    close_any(got, wants, "generate_translation(src)", {
-        "each step keeps the scores of the LAST position; the prediction for step t is at position t":
-            greedy(False, pick_last=True).detach()})
+    got = expect.tensor(obj.call("generate_translation", src), "generate_translation(src)", shape=(3, T, V_OUT),
+                        dtype="float")
+    # checked against YOUR forward (graded on its own): each step's scores must be those your forward gives for the
+    # tokens chosen at the earlier steps; whether position 0 stays <sos> is left open by the handout
+    for start, want in greedy_readings(obj, src, got).values():
+        if torch.allclose(got[:, start:start + want.shape[1]].double(), want.double(), atol=1e-4, rtol=1e-4):
+            return
+    tgt = torch.full((3, T), PAD, dtype=torch.long)
+    last = torch.zeros(3, T, V_OUT)
+    for t in range(T):  # a known mistake: every step keeps the scores of the last position
+        scores = expect.tensor(obj(src, tgt), "forward(src, tgt)", shape=(3, T, V_OUT))
+        last[:, t] = scores[:, -1]
+        tgt[:, t] = last[:, t].argmax(-1)
+    expect.true(not torch.allclose(got.double(), last.double(), atol=1e-4, rtol=1e-4),
+                "generate_translation(src) is wrong: each step keeps the scores of the LAST position; the prediction for "
+                "step t is at position t", "generate keeps the last position's scores")
+    expect.fail("generate_translation(src) is not a greedy decoding by your own forward: at each step t, run forward on "
+                "the tokens chosen at steps 0..t-1 and keep the scores of position t (position 0 may also stay <sos>)",
+                "not greedy decoding")

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dlgrade.harness import expect
-from graders.seq2seq_translation._support import MODULES, align, transplant
+from dlgrade.harness.params import align, transplant
+from graders.seq2seq_translation._support import MODULES
 
 pytestmark = pytest.mark.part("lstm")
 
@@ -34,6 +35,8 @@ def gates_run(ref_lstm, x, variant=None):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("INTERFACES: LSTM from nn.Parameters: for each gate i, f, g, o an input weight (input_size, "
+                  "hidden_size) and bias, then a hidden weight (hidden_size, hidden_size) and bias")
 def test_lstm_parameters(sub, ref):
     """LSTM: sixteen parameters with the prescribed shapes and creation order"""
     lstm = sub.new("models.naive.LSTM.LSTM", D, H)
@@ -45,6 +48,8 @@ def test_lstm_parameters(sub, ref):
 
 @pytest.mark.points(3)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: forward(x (B, T, input_size)) runs from zero states and returns (h_t, c_t) of the last "
+                  "step; weights used as x @ W")
 def test_lstm_final_states(sub, ref, gen):
     """LSTM.forward: the last step's hidden and cell states from zero initial states"""
     lstm = sub.new("models.naive.LSTM.LSTM", D, H)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dlgrade.harness import expect
-from graders.seq2seq_translation._support import MODULES, align, same, transplant
+from dlgrade.harness.params import align, same, transplant
+from graders.seq2seq_translation._support import MODULES
 
 pytestmark = pytest.mark.part("rnn")
 
@@ -21,6 +22,8 @@ def make(sub, ref, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("INTERFACES: VanillaRNN(input_size, hidden_size, output_size): the hidden linear layer is created "
+                  "before the output one; forward returns (output (B, output_size), hidden (B, hidden_size))")
 def test_rnn_layers(sub, ref):
     """VanillaRNN creates its two linear layers in the prescribed order and sizes"""
     rnn = sub.new("models.naive.RNN.VanillaRNN", D, H, K)
@@ -33,6 +36,8 @@ def test_rnn_layers(sub, ref):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: output = log-softmax of a linear map of [input; hidden]; new hidden = tanh of a linear "
+                  "map of [input; hidden]")
 def test_rnn_forward_values(sub, ref, gen):
     """VanillaRNN.forward: log-softmax output and tanh hidden state, both from [input; hidden]"""
     rnn, reference = make(sub, ref, gen)

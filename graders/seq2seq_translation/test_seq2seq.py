@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from dlgrade.harness import expect
+from dlgrade.harness.params import transplant
 from graders.seq2seq_translation import _seq2seq_ref as R
-from graders.seq2seq_translation._support import MODULES, decoder_step, new_decoder, new_seq2seq, transplant
+from graders.seq2seq_translation._support import MODULES, decoder_step, new_decoder, new_seq2seq
 
 pytestmark = pytest.mark.part("seq2seq")
 
@@ -46,6 +47,8 @@ ENCODER_DIAGNOSES = {
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("INTERFACES: Encoder.forward(input (B, T)) -> (output (B, T, encoder_hidden), hidden (1, B, "
+                  "decoder_hidden))")
 def test_encoder_shapes(sub, ref, gen):
     """Encoder.forward returns outputs (B, T, encoder_hidden) and a hidden state (1, B, decoder_hidden)"""
     enc, _ = make_encoder(sub, ref, gen, "RNN", 6, 7)
@@ -56,6 +59,8 @@ def test_encoder_shapes(sub, ref, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: dropout on the embedding, then the RNN; hidden = tanh(Linear -> ReLU -> Linear of the "
+                  "last hidden state)")
 def test_encoder_rnn_values(sub, ref, gen):
     """Encoder (RNN): outputs of the RNN and hidden = tanh(Linear(ReLU(Linear(last hidden))))"""
     enc, reference = make_encoder(sub, ref, gen, "RNN", 6, 7)
@@ -70,6 +75,8 @@ def test_encoder_rnn_values(sub, ref, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: for an LSTM the hidden state is (h, c): h goes through the linear stack and tanh, c is "
+                  "returned untouched")
 def test_encoder_lstm_values(sub, ref, gen):
     """Encoder (LSTM): hidden is (tanh of the linear stack of h, the cell state c untouched)"""
     enc, reference = make_encoder(sub, ref, gen, "LSTM", 6, 6)
@@ -86,6 +93,8 @@ def test_encoder_lstm_values(sub, ref, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: Decoder.forward(input (B, 1), hidden) without attention -> (log-probabilities (B, "
+                  "output_size), new hidden)")
 def test_decoder_rnn_values(sub, ref, gen):
     """Decoder without attention (RNN and LSTM): log-probabilities (B, V) and the new hidden state"""
     for model_type in ("RNN", "LSTM"):
@@ -139,6 +148,8 @@ def check_seq2seq(sub, ref, gen, model_type, attention):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: Seq2Seq.forward(source) encodes, then decodes greedily for T steps from source[:, 0], "
+                  "feeding back the arg-max prediction")
 def test_seq2seq_greedy_rnn(sub, ref, gen):
     """Seq2Seq (RNN): starts from source[:, 0] and feeds back its arg-max predictions for T steps"""
     check_seq2seq(sub, ref, gen, "RNN", attention=False)
@@ -146,6 +157,7 @@ def test_seq2seq_greedy_rnn(sub, ref, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: the same greedy loop with an LSTM decoder using attention over the encoder outputs")
 def test_seq2seq_greedy_lstm_attention(sub, ref, gen):
     """Seq2Seq (LSTM with attention): the whole greedy translation matches"""
     check_seq2seq(sub, ref, gen, "LSTM", attention=True)
@@ -153,6 +165,7 @@ def test_seq2seq_greedy_lstm_attention(sub, ref, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("INTERFACES: Seq2Seq.forward(source (B, T)) -> outputs (B, T, output_size) of log-probabilities")
 def test_seq2seq_shape(sub, ref, gen):
     """Seq2Seq.forward returns (B, T, output_size) log-probabilities"""
     enc, _ = make_encoder(sub, ref, gen, "RNN", 6, 6)

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from dlgrade.errors import Feedback
+from dlgrade.harness import attention as A
 from dlgrade.harness import expect
-from graders.seq2seq_translation._support import MODULES, candidates, heatmap, random_values, transplant
+from dlgrade.harness.params import candidates, heatmap, random_values, transplant
+from graders.seq2seq_translation._support import MODULES
 
 pytestmark = pytest.mark.part("transformer")
 
@@ -65,7 +67,7 @@ def mha(m, x, variant=None):
     scale = {"unscaled": 1.0, "hidden": m.hidden_dim ** 0.5}.get(variant, m.dim_k ** 0.5)
     heads = []
     for k, v, q in ((m.k1, m.v1, m.q1), (m.k2, m.v2, m.q2)):
-        a = torch.softmax(q(x) @ k(x).transpose(1, 2) / scale, dim=1 if variant == "query_axis" else 2)  # (B, T, T)
+        a = A.softmax_weights(q(x), k(x), scale=scale, dim=1 if variant == "query_axis" else 2)  # (B, T, T)
         heads.append(a @ v(x))
     out = m.attention_head_projection(torch.cat(heads, dim=2) if variant != "heads_swapped" else torch.cat(heads[::-1], dim=2))
     if variant == "no_residual":
@@ -77,6 +79,8 @@ def mha(m, x, variant=None):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: embed(inputs (B, T)) -> (B, T, H) = token embedding (embeddingL) + learned position "
+                  "embedding (posembeddingL)")
 def test_transformer_embed(sub, ref, gen):
     """embed: token embedding plus learned position embedding"""
     check(sub, ref, gen, "embed", tokens, "embed(inputs)", {
@@ -87,6 +91,8 @@ def test_transformer_embed(sub, ref, gen):
 
 @pytest.mark.points(3)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: multi_head_attention(inputs): per head softmax(q k^T / sqrt(dim_k)) v from k1 v1 q1 / k2"
+                  " v2 q2, concatenated, attention_head_projection, residual + norm_mh")
 def test_transformer_multi_head_attention(sub, ref, gen, record):
     """multi_head_attention: two heads of softmax(QK^T / sqrt(dim_k)) V, concatenated, projected, residual + LayerNorm"""
     reference, x = check(sub, ref, gen, "multi_head_attention", hidden_states, "multi_head_attention(inputs)", {
@@ -105,6 +111,7 @@ def test_transformer_multi_head_attention(sub, ref, gen, record):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: feedforward_layer(inputs): Linear -> ReLU -> Linear with residual + LayerNorm")
 def test_transformer_feedforward(sub, ref, gen):
     """feedforward_layer: LayerNorm(inputs + Linear(ReLU(Linear(inputs))))"""
     check(sub, ref, gen, "feedforward_layer", hidden_states, "feedforward_layer(inputs)", {
@@ -116,6 +123,7 @@ def test_transformer_feedforward(sub, ref, gen):
 
 @pytest.mark.points(1)
 @pytest.mark.visibility("after_published")
+@pytest.mark.spec("INTERFACES: final_layer(inputs (B, T, H)) -> (B, T, V) scores")
 def test_transformer_final_layer(sub, ref, gen):
     """final_layer: a linear map to the output vocabulary (scores, no softmax)"""
     check(sub, ref, gen, "final_layer", hidden_states, "final_layer(inputs)", {
@@ -126,6 +134,7 @@ def test_transformer_final_layer(sub, ref, gen):
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("visible")
+@pytest.mark.spec("INTERFACES: forward(inputs) chains embed, multi_head_attention, feedforward_layer and final_layer")
 def test_transformer_forward(sub, ref, gen):
     """forward: embed -> multi-head attention -> feed-forward -> final layer, (B, T, output_size)"""
     check(sub, ref, gen, "forward", tokens, "forward(inputs)", {

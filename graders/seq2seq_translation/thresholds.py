@@ -52,8 +52,13 @@ def recipe_kwargs(b: Threshold, d: dict[str, Any], seed: int) -> dict[str, Any]:
     return {**kw, "train_src": d["train_src"], "train_tgt": d["train_tgt"], "valid_src": d["valid_src"], "seed": seed}
 
 
-def perplexity(scores: Any, valid_tgt: torch.Tensor, log_probs: bool) -> float:
-    """exp(mean NLL of the real target tokens) from (M, T, V) scores the worker returned."""
+def perplexity(scores: Any, valid_tgt: torch.Tensor, log_probs: bool, skip_first: bool = False) -> float:
+    """exp(mean NLL of the real target tokens) from (M, T, V) scores the worker returned.
+
+    With `skip_first`, position 0 (always <sos>) is not scored: a greedy generate_translation may leave it
+    as the given start token instead of scoring it (the handout allows both)."""
+    if skip_first and isinstance(scores, torch.Tensor) and scores.dim() == 3:
+        scores, valid_tgt = scores[:, 1:], valid_tgt[:, 1:]
     m, t = valid_tgt.shape
     if not isinstance(scores, torch.Tensor) or scores.dim() != 3 or tuple(scores.shape[:2]) != (m, t):
         got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__

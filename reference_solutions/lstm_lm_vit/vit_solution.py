@@ -2,7 +2,8 @@
 
 Read top-down: LayerNorm -> multi-head attention -> the two block variants (post-norm,
 pre-norm) -> the ViT that cuts an image into patches and classifies from a [CLS] token.
-`nn.LayerNorm` and `nn.MultiheadAttention` (and the functions behind them) are not used.
+`nn.LayerNorm` and `nn.MultiheadAttention` (and the functions behind them) are not used in the parts the
+student writes (LayerNorm, MultiHeadedAttention); the given classifier head keeps torch's own nn.LayerNorm.
 """
 
 import math
@@ -225,6 +226,7 @@ class VisionTransformer(nn.Module):
             dropout: dropout probability (after the embeddings and inside the blocks).
         """
         super().__init__()
+        print(dropout)  # the course's given code prints the dropout rate; kept as shipped
         if block == "prenorm":
             block_class = PreNormAttentionBlock
         elif block == "postnorm":
@@ -241,7 +243,9 @@ class VisionTransformer(nn.Module):
                 for _ in range(num_layers)
             )
         )
-        self.mlp_head = nn.Sequential(LayerNorm(embed_dim), nn.Linear(embed_dim, num_classes))
+        # As the course ships it: the classifier head uses torch's own LayerNorm. The ban on nn.LayerNorm is
+        # about writing the LayerNorm class above, not about this given line.
+        self.mlp_head = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, num_classes))
         self.dropout = nn.Dropout(dropout)
 
         # a learned [CLS] token whose final vector is classified, and learned positions
