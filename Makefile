@@ -7,7 +7,7 @@ ASSIGNMENT ?= lstm_lm_vit
 SUBMISSIONS ?= dist/demo/submissions
 OUT    ?= dist/results
 
-.PHONY: setup test lint demo release grade validate bench clean sandbox-image sandbox-image-gpu bundle report
+.PHONY: setup test lint demo release grade validate bench bench-peers clean sandbox-image sandbox-image-gpu bundle report
 
 setup: $(STAMP)
 
@@ -60,8 +60,19 @@ sandbox-image: setup
 sandbox-image-gpu: setup
 	PYTHON=$(BIN)/python DLGRADE_NO_WHEELHOUSE=1 bash sandbox/build.sh gpu
 
+# Grading speed per assignment, sandbox and -j (docs/performance.md); BENCH_ARGS=--quick takes about a minute
 bench: setup
-	$(BIN)/python scripts/bench.py $(ASSIGNMENT)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# otter-grader side by side on a shared small suite, from its own pinned venv (.venv-peers)
+PEERS := .venv-peers
+$(PEERS)/.installed: scripts/bench_peers/requirements.txt
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q -r scripts/bench_peers/requirements.txt
+	@touch $@
+
+bench-peers: setup $(PEERS)/.installed
+	$(BIN)/python scripts/bench_peers/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf dist
