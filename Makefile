@@ -7,7 +7,7 @@ ASSIGNMENT ?= lstm_lm_vit
 SUBMISSIONS ?= dist/demo/submissions
 OUT    ?= dist/results
 
-.PHONY: setup test lint demo release grade validate bench bench-peers clean sandbox-image sandbox-image-gpu bundle report
+.PHONY: setup test lint demo release grade validate bench bench-peers clean sandbox-image sandbox-image-gpu bundle report slurm-cluster
 
 setup: $(STAMP)
 
@@ -59,6 +59,11 @@ sandbox-image: setup
 # GPU image: needs a CUDA base from a registry, e.g. DLGRADE_BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu22.04
 sandbox-image-gpu: setup
 	PYTHON=$(BIN)/python DLGRADE_NO_WHEELHOUSE=1 bash sandbox/build.sh gpu
+
+# A single-node Slurm cluster on this machine (as root), to try `dlgrade grade --executor slurm` (docs/cluster.md)
+slurm-cluster:
+	bash scripts/install_slurm.sh
+	bash scripts/start_slurm.sh
 
 # Grading speed per assignment, sandbox and -j (docs/performance.md); BENCH_ARGS=--quick takes about a minute
 bench: setup
