@@ -23,6 +23,7 @@ class Bug:
     replace: str
     why: str
     fails: tuple[str, ...]
+    advice: bool = False   # behaviour the handout does not ask for: full marks, with advice in the `fails` tests
 
 
 def load_bugs(cfg: AssignmentConfig) -> list[Bug]:
@@ -35,7 +36,8 @@ def load_bugs(cfg: AssignmentConfig) -> list[Bug]:
         missing = {"name", "file", "find", "replace"} - set(b)
         if missing:
             raise ConfigError(f"{path}: bug {i + 1} lacks {sorted(missing)}")
-        bugs.append(Bug(b["name"], b["file"], b["find"], b["replace"], b.get("why", ""), tuple(b.get("fails", []))))
+        bugs.append(Bug(b["name"], b["file"], b["find"], b["replace"], b.get("why", ""), tuple(b.get("fails", [])),
+                        bool(b.get("advice", False))))
     return bugs
 
 

@@ -27,7 +27,7 @@ from dlgrade.sandbox import get_backend
 @dataclass(frozen=True)
 class Case:
     name: str
-    expectation: str          # "full" | "zero" | "loses points"
+    expectation: str          # "full" | "zero" | "loses points" | "advice"
     score: float
     max_score: float
     ok: bool
@@ -71,6 +71,12 @@ def _judge(expectation: str, r: SubmissionResult, bug: Bug | None) -> tuple[bool
         return r.score == 0, "" if r.score == 0 else "passed: " + ", ".join(
             t.nodeid.rsplit("::", 1)[-1] for t in r.tests if t.status == "passed")
     assert bug is not None
+    if bug.advice:  # not a mistake by the handout: no points lost, but the advice tests say something
+        advised = {t.nodeid.rsplit("::", 1)[-1] for t in r.tests if t.advice and "nothing to improve" not in t.output}
+        silent = [t for t in bug.fails if t not in advised]
+        return (r.score == r.max_score and not silent,
+                "advice only" + (f"; no advice from: {', '.join(silent)}" if silent else "")
+                + (f"; lost points in: {', '.join(sorted(failed))}" if r.score < r.max_score else ""))
     not_failed = [t for t in bug.fails if t not in failed]
     detail = f"caught by {len(failed)} tests"
     if not_failed:
@@ -95,7 +101,7 @@ def validate(cfg: AssignmentConfig, out: Path, sandbox: str = "process", seed: i
         ("skeleton", "zero", skeleton, None),
     ]
     cases += [(f"full-{name}", "full", files, None) for name, files in full_marks_submissions(cfg).items()]
-    cases += [(f"bug-{b.name}", "loses points", bug_submission(cfg, b), b) for b in load_bugs(cfg)]
+    cases += [(f"bug-{b.name}", "advice" if b.advice else "loses points", bug_submission(cfg, b), b) for b in load_bugs(cfg)]
     if only:
         cases = [c for c in cases if c[0] in only or c[0].split("-", 1)[-1] in only]
     backend = get_backend(sandbox)
@@ -109,7 +115,7 @@ def validate(cfg: AssignmentConfig, out: Path, sandbox: str = "process", seed: i
                 untagged = spec_problems(r)
                 out_cases.append(Case("spec tags", "every test", float(len(r.tests) - len(untagged)), float(len(r.tests)),
                                       not untagged, "without @pytest.mark.spec: " + ", ".join(untagged) if untagged else ""))
-            if bug is not None and seeds > 1:
+            if bug is not None and seeds > 1 and not bug.advice:
                 scores = {seed: r.score}
                 for k in range(1, seeds):
                     other = seed + 7919 * k
