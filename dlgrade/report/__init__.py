@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dlgrade.report.load import AUDIENCES, Release, Student, Unreadable, read_class, read_student
 from dlgrade.report.render import html_env, md_env, part_order, student_view, summary_view
+from dlgrade.report.similarity_section import read_similarity
 from dlgrade.results import write_grades_csv
 
 __all__ = ["AUDIENCES", "Release", "ReportSet", "Student", "Unreadable", "read_class", "read_student", "write_canvas_csv",
@@ -117,7 +118,7 @@ def write_reports(results_dir: Path, release: Release | None = None, out: Path |
             csv_links.append((path.name, _relative(path, out)))
     summary = summary_view(students, unreadable, parts, title, hrefs, tuple(csv_links))
     summary_path = out / "index.html"
-    _write_text(summary_path, html.get_template("summary.html.j2").render(c=summary))
+    _write_text(summary_path, html.get_template("summary.html.j2").render(c=summary, similarity=read_similarity(results_dir, out)))
     return ReportSet(folder=out, summary=summary_path, students=tuple(written), unreadable=tuple(u.folder for u in unreadable),
                      failed=tuple(s.student for s in students if s.failed_to_grade), seconds=time.perf_counter() - started)
 
