@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dlgrade.config import AssignmentConfig
 from dlgrade.errors import ConfigError
-from dlgrade.release import reference_submission
+from dlgrade.release import build_submission, reference_sources
 from dlgrade.tomlcompat import tomllib
 
 
@@ -42,15 +42,15 @@ def load_bugs(cfg: AssignmentConfig) -> list[Bug]:
 
 
 def bug_submission(cfg: AssignmentConfig, bug: Bug) -> dict[str, bytes]:
-    files = reference_submission(cfg)
+    files = reference_sources(cfg)  # a notebook's is its percent-format source (docs/notebooks.md)
     if bug.file not in files:
         raise ConfigError(f"bug {bug.name}: {bug.file} is not a submitted file")
-    text = files[bug.file].decode()
+    text = files[bug.file]
     count = text.count(bug.find)
     if count != 1:
         raise ConfigError(f"bug {bug.name}: the find text occurs {count} times in {bug.file} (must be exactly once)")
-    files[bug.file] = text.replace(bug.find, bug.replace).encode()
-    return files
+    files[bug.file] = text.replace(bug.find, bug.replace)
+    return build_submission(cfg, files)
 
 
 def materialise(files: dict[str, bytes], folder: Path) -> Path:

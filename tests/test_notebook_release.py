@@ -106,3 +106,15 @@ def test_py_assignments_release_as_before() -> None:
     files = skeleton_files(cfg)
     assert files["vit_solution.py"] == strip_solutions((cfg.reference_dir / "vit_solution.py").read_text()).encode()
     assert reference_sources(cfg)["lstm_solution.py"].encode() == reference_submission(cfg)["lstm_solution.py"]
+
+
+@pytest.mark.slow
+def test_validate_works_on_a_notebook_assignment(root: Path, tmp_path: Path) -> None:
+    res = run_dlgrade("validate", "toy_nb", "--out", str(tmp_path / "v"), "--seed", "3", env={"DLGRADE_ROOT": str(root)})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    cases = {c["name"]: c for c in json.loads((tmp_path / "v" / "toy_nb" / "validate" / "validate.json").read_text())}
+    assert {"reference", "skeleton", "bug-negated_offset", "bug-scale_off_by_one"} <= set(cases)
+    assert all(c["ok"] for c in cases.values())
+    assert cases["bug-negated_offset"]["score"] == 1 and cases["bug-scale_off_by_one"]["score"] == 2
+    bug = next((tmp_path / "v" / "toy_nb" / "validate").rglob("bug-negated_offset/toy.ipynb"))
+    assert "self.offset = -offset" in "".join(c.source for c in nbformat.reads(bug.read_text(), as_version=4).cells)
