@@ -148,6 +148,8 @@ def _child(channel_fd: int, output_fd: int) -> None:
     os.dup2(devnull, 0)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
+    for fd in {devnull, output_fd} - {0, 1, 2}:  # only the channel stays open beyond 0, 1 and 2
+        os.close(fd)
     code = 0
     try:
         from dlgrade.worker import main as worker_main
