@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, Hostile, grade_cli, load_hostile, materialise, run_dlgrade, write_files
 
+from dlgrade.bugs import bug_submission, load_bugs
 from dlgrade.config import AssignmentConfig, load_assignment
 from dlgrade.errors import ConfigError
 from dlgrade.executors import scheduler
@@ -113,10 +115,6 @@ def require_slurm() -> None:
 
 
 def build_class(cfg: AssignmentConfig, dest: Path, results: Path) -> None:
-    try:
-        from dlgrade.bugs import bug_submission, load_bugs
-    except ImportError:  # the catalogue's loader before it moved to dlgrade.bugs
-        from dlgrade.validate import bug_submission, load_bugs  # type: ignore[attr-defined,no-redef]
     write_files(reference_submission(cfg), dest / REFERENCE)
     write_files({k: v for k, v in skeleton_files(cfg).items() if k in cfg.submit}, dest / "b_skeleton")
     bugs = {b.name: b for b in load_bugs(cfg)}
@@ -233,3 +231,78 @@ def test_class_on_slurm_equals_local_survives_a_killed_task_and_resumes(tmp_path
         if student == KILLER:
             continue
         assert _comparable(_results(out, student)) == _comparable(local.results(student)), student
+
+
+# ----------------------------------------------------------------------------- jobs of an unprivileged user
+
+USER = "dlgrade-slurm-user"
+
+
+def _as_user(*cmd: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["runuser", "-u", USER, "--", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "HOME": "/tmp"})
+
+
+def _shared_python(base: Path) -> Path:
+    """An interpreter the unprivileged user can run: a venv on a world-readable copy of this Python (without its own
+    site-packages), seeing this checkout's venv packages, as a venv on a cluster's shared storage would."""
+    import sys
+    import sysconfig
+
+    copy = base / "python"
+    shutil.copytree(sys.base_prefix, copy, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if n in ("site-packages", "test", "__pycache__", "idlelib")])
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    subprocess.run([str(copy / "bin" / version), "-m", "venv", "--without-pip", str(base / "venv")], check=True,
+                   capture_output=True, env={**os.environ, "LD_LIBRARY_PATH": str(copy / "lib")})
+    site = base / "venv" / "lib" / version / "site-packages"
+    (site / "dlgrade_shared.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    return base / "venv" / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_slurm_tasks_of_an_unprivileged_user_grade_isolated() -> None:
+    """On a cluster, jobs run as the instructor, not as root: the process sandbox's rootless mode (user
+    namespaces) must still keep the hidden tests and the reference out of the worker's sight, although the
+    instructor's own uid, which the worker maps to, can read them."""
+    require_slurm()
+    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("useradd") is None:
+        pytest.skip("needs root, runuser and useradd to submit as an unprivileged user")
+    if subprocess.run(["id", USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER], check=True)
+    base = Path(tempfile.mkdtemp(prefix="dlgrade-slurm-user-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        python = _shared_python(base)
+        probe = _as_user(str(python), "-c", "import dlgrade.executors.task, torch; open('graders/lstm_lm_vit/test_vit.py')")
+        if probe.returncode != 0:
+            pytest.skip(f"the checkout or its packages are not readable by an unprivileged user: {probe.stderr[-500:]}")
+        cfg = load_assignment("lstm_lm_vit", ROOT)
+        subs, out = base / "submissions", base / "results"
+        write_files(reference_submission(cfg), subs / REFERENCE)
+        fixtures = {f.name: f for f in load_hostile()}
+        for name in ("reads_hidden_tests", "reads_reference_solution"):
+            materialise(cfg, fixtures[name], subs, {"ROOT": str(ROOT)})
+        out.mkdir()
+        subprocess.run(["chown", "-R", USER, str(subs), str(out)], check=True)
+
+        run = _as_user(str(python), "-m", "dlgrade", "grade", "lstm_lm_vit", str(subs), "--out", str(out), "--executor", "slurm",
+                       "--seed", str(SEED), "--students-per-task", "3", "--cpus-per-task", "1", "--wait")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        m = runs(out)[-1]
+        log = (m.folder / "logs" / f"task-{m.array_job}_0.out").read_text()
+        uid = int(subprocess.run(["id", "-u", USER], capture_output=True, text=True, check=True).stdout)
+        assert f"isolation: rootless (user namespaces)), uid {uid}" in log, log
+        accounted = subprocess.run(["sacct", "-n", "-X", "-P", "-j", m.array_job, "-o", "User"], capture_output=True, text=True)
+        assert accounted.stdout.split() == [USER], accounted.stdout
+        for student in sorted(p.name for p in subs.iterdir()):
+            data = _results(out, student)
+            assert (out / student / "results.json").stat().st_uid == uid
+            assert data["score"] == data["extra_data"]["max_score"] > 0, (student, data["output"])
+            assert not data["extra_data"]["warnings"], data["extra_data"]["warnings"]
+            printed = (out / student / "student_output.txt").read_text() if (out / student / "student_output.txt").is_file() else ""
+            assert "HOSTILE-SUCCESS" not in printed
+            if student != REFERENCE:
+                assert "HOSTILE-BLOCKED" in printed, printed[-2000:]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from dlgrade.errors import SandboxUnavailable
 from dlgrade.executors.manifest import Manifest, load_manifest, result_state
 from dlgrade.executors.scheduler import STUDENT_CAUSED, SchedulerError, TaskState, task_states
 from dlgrade.grade import grade_one
@@ -38,7 +39,13 @@ def grade_shard(m: Manifest, index: int) -> int:
     results = Path(m.results)
     # SIGTERM becomes KeyboardInterrupt: the engine then stops as on Ctrl-C (no half-graded test recorded)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    backend = opts.backend()
+    try:
+        backend = opts.backend()
+    except SandboxUnavailable as exc:  # e.g. a node that refuses user namespaces: no student is graded there
+        print(f"dlgrade: the sandbox cannot start on this node ({os.uname().nodename}): {exc}", flush=True)
+        return 3
+    print(f"task {index} of run {m.run}: {len(m.shards[index])} student(s), sandbox {opts.sandbox} "
+          f"(isolation: {getattr(backend, 'isolation', 'container')}), uid {os.geteuid()}", flush=True)
     graded = 0
     try:
         for student in m.shards[index]:
