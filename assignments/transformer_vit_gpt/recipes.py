@@ -81,3 +81,37 @@ def train_gpt(ctx, *, model_args, train_ids, train_mask, valid_ids, steps, batch
               warmup_steps=warmup_steps, decay=decay)
     log_probs = None if log["diverged"] else prefix_log_probs(model, valid_ids.long(), ctx.device)
     return {"valid_log_probs": log_probs, **log}
+
+
+def gpt_attention_mask(ctx, *, model_args, input_ids):
+    """The attention mask your DialogueGPT.forward passes to its Transformer, as {0, 1} floats broadcast to (B, T, T).
+
+    The grader asks for it when your GPT does not behave causally, to tell a wrong mask (P4(c)) from attention
+    that ignores a right mask (P2, graded there). Returns {"mask": tensor or None, "kind": what was passed}.
+    """
+    ctx.seed(0)
+    model = ctx.new("transformer_vit_gpt.DialogueGPT", **model_args)
+    inner = model.transformer
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, attn_mask=None, return_attn=False):
+            seen["mask"] = attn_mask
+            return inner(x, attn_mask, return_attn=return_attn)
+
+    model.transformer = Recorder()
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(input_ids)
+    except Exception:  # noqa: BLE001 - only the mask matters here
+        pass
+    mask = seen.get("mask")
+    if not isinstance(mask, torch.Tensor):
+        return {"mask": None, "kind": type(mask).__name__}
+    b, t = input_ids.shape
+    try:
+        full = (mask != 0).float().expand(b, t, t).cpu().clone()
+    except RuntimeError:
+        return {"mask": None, "kind": f"a tensor of shape {tuple(mask.shape)}"}
+    return {"mask": full, "kind": str(mask.dtype)}

