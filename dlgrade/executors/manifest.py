@@ -72,6 +72,11 @@ class Manifest:
                 return f"{self.array_job}_{i}"
         return ""
 
+    def counts_as_done(self, student: str, st: ResultState) -> bool:
+        """Complete results this run does not grade again: with ``--force``, only those written since it began."""
+        in_run = any(student in shard for shard in self.shards)
+        return st.state == "done" and (not self.force or not in_run or st.mtime >= self.created)
+
     def save(self) -> Path:
         write_json_atomic(self.path, asdict(self))
         return self.path

@@ -136,7 +136,7 @@ def wait(m: Manifest, poll_s: float = 2.0, show: bool = True) -> scheduler.TaskS
         task = bar.add_task("", total=len(students))
         while True:
             states, _ = scheduler.task_states([m.array_job, m.collect_job])
-            done = sum(result_state(results, s).state == "done" for s in students)
+            done = sum(m.counts_as_done(s, result_state(results, s)) for s in students)
             running = sum(st.state == "RUNNING" for t, st in states.items() if t != m.collect_job)
             bar.update(task, completed=done, description=f"{running} task(s) running")
             final = states.get(m.collect_job)

@@ -76,7 +76,7 @@ def _one(results: Path, student: str, m: Manifest | None, states: dict[str, sche
     def out(state: str, detail: str) -> StudentStatus:
         return StudentStatus(student, state, rs.score, rs.max_score, task, detail)
 
-    if rs.state == "done":
+    if rs.state == "done" and (m is None or m.counts_as_done(student, rs)):
         if rs.status == "stopped":
             return out("failed", f"stopped: {rs.reason} (final; --force grades it again)")
         return out("done", rs.status)
@@ -155,13 +155,18 @@ def _show(results: Path, console: Console, watch: bool, interval_s: float) -> in
 
 
 def cancel(results: Path) -> int:
-    """scancel the latest run's array and final job (finished tests stay; re-run the command to go on)."""
+    """scancel the latest run's array; its final job still runs and writes grades.csv, with why students are
+    unfinished. Finished tests stay; running the same grade command again goes on from there."""
     recorded = runs(Path(results))
     if not recorded or not recorded[-1].array_job:
         print(f"no Slurm run recorded in {results}")
         return 1
     m = recorded[-1]
-    scheduler.scancel(*(j for j in (m.array_job, m.collect_job) if j))
-    print(f"Cancelled jobs {m.array_job} and {m.collect_job} of run {m.run}; finished tests are kept, and running the same "
-          "grade command again goes on from there")
+    try:
+        scheduler.scancel(m.array_job)
+    except scheduler.SchedulerError as exc:
+        print(f"dlgrade: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Cancelled the job array {m.array_job} of run {m.run}; its final job {m.collect_job} still writes grades.csv. Finished "
+          "tests are kept, and running the same grade command again goes on from there")
     return 0

@@ -49,9 +49,8 @@ def grade_shard(m: Manifest, index: int) -> int:
     graded = 0
     try:
         for student in m.shards[index]:
-            st = result_state(results, student)
             # with --force, results written before this run are graded again; a requeued task keeps its own
-            if st.state == "done" and (not m.force or st.mtime >= m.created):
+            if m.counts_as_done(student, result_state(results, student)):
                 continue
             _progress(m, index, student)
             r = grade_one(cfg, backend, Path(m.students[student]), m.seed, results, opts.device)
@@ -154,7 +153,7 @@ def settle(m: Manifest, states: dict[str, TaskState]) -> dict[str, dict[str, Any
         state = _memory_kill(m, states.get(task, TaskState(task, "UNKNOWN")))
         current = _in_progress(m, index)
         for student in shard:
-            if result_state(results, student).state == "done":
+            if m.counts_as_done(student, result_state(results, student)):
                 continue
             blamed = student == current and state.state in STUDENT_CAUSED
             why = _why(state, m)
