@@ -356,20 +356,20 @@ plt.show()
 # (include the heatmaps) The class token attends mostly to the patches of the object and little to the background.
 # END SOLUTION
 
-# %% [markdown]
-# ## Problem 4: DialogueGPT
-#
-# **TODO P4(a)**: `MyTokenizer.encode` and `MyTokenizer.decode`. P4(b): read `DialogueDataset`.
-# **TODO P4(c)**: `DialogueGPT.__init__` and `forward`. **TODO P4(d)**: `DialogueLoss`.
-
 # %%
-# Data: a plain-text corpus of dialogue, one speaker's turn per block, blocks separated by blank lines.
+# Problem 4 data: a plain-text corpus of dialogue, one speaker's turn per block, blocks separated by blank lines.
 def load_dialogues(path):
     """The blocks of a text file separated by blank lines, each stripped (e.g. "FIRST CITIZEN:\\nBefore we ...")."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     return [block.strip() for block in re.split(r"\n[ \t]*\n", text) if block.strip()]
 
+
+# %% [markdown]
+# ## Problem 4: DialogueGPT
+#
+# **TODO P4(a)**: `MyTokenizer.encode` and `MyTokenizer.decode`. P4(b): read `DialogueDataset`.
+# **TODO P4(c)**: `DialogueGPT.__init__` and `forward`. **TODO P4(d)**: `DialogueLoss`.
 
 # %%
 # !wget -nc -q https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt
