@@ -145,6 +145,7 @@ def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, ou
         run_suite(ctx)
         stdout = sub.stdout()
         problems += tuple(f"Run-time use of a forbidden API: {api}" for _, api in sorted(sub.forbidden_used))
+        problems += tuple(dict.fromkeys(ctx.notes))
         tests = tuple(ctx.results)
         errors = tuple(ctx.grader_log)
         if not tests:

@@ -127,3 +127,20 @@ def close_any(actual: Any, accepted: Sequence[torch.Tensor], what: str, atol: fl
                 and torch.allclose(actual.double(), want.detach().double(), atol=atol, rtol=rtol)):
             return actual
     return close(actual, accepted[0], what, atol=atol, rtol=rtol, diagnoses=diagnoses)
+
+
+def trained_too_poorly(summary: str, earlier: Sequence[Any], part: str | tuple[str, ...], hint: str, diagnosis: str) -> None:
+    """Fail a threshold test with advice built from what the unit tests of the same part found.
+
+    ``summary`` says what was measured; when unit tests of ``part`` (or of any of several parts) failed (they run before threshold tests),
+    they are named with their diagnoses, since training runs the same code; otherwise ``hint`` says where to
+    look. The diagnosis of the threshold test is then the unit tests' own, so one mistake is named once.
+    """
+    parts = (part,) if isinstance(part, str) else part
+    failed = [t for t in earlier if getattr(t, "part", None) in parts and t.status == "failed" and not t.advice]
+    if failed:
+        found = "; ".join(f"{t.name}" + (f" ({t.diagnosis})" if t.diagnosis else "") for t in failed[:4])
+        more = f" and {len(failed) - 4} more" if len(failed) > 4 else ""
+        raise Feedback(f"{summary} The unit tests of this part found: {found}{more}. Training runs the same code, so fix "
+                       "those first.", failed[0].diagnosis or diagnosis)
+    raise Feedback(f"{summary} {hint}", diagnosis)

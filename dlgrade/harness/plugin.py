@@ -7,7 +7,8 @@ failure), ``threshold(name)`` (a threshold test of ``[thresholds.<name>]``). Eac
 resolved once, at collection, into a frozen :class:`TestSettings`; a bad marker names the test and the
 marker and scores that test 0 (fail closed).
 
-Fixtures: ``sub``, ``ref``, ``gen``, ``seed``, ``config``, ``record``. Every test ends as exactly one
+Fixtures: ``sub``, ``ref``, ``gen``, ``seed``, ``config``, ``record``, ``earlier`` (results of the tests run
+before; threshold tests run after the unit tests), ``notes`` (lines for the submission's summary). Every test ends as exactly one
 :class:`TestResult`; a test without a trusted verdict (grader crash, skip) scores 0.
 """
 
@@ -156,6 +157,7 @@ class GradingContext:
     done: dict[str, TestResult] = field(default_factory=dict)          # tests finished by an earlier, cut-off run
     on_result: Callable[[list[TestResult]], None] | None = None        # called after every test (partial results)
     only_thresholds: tuple[str, ...] = ()                             # run only these threshold tests (calibration)
+    notes: list[str] = field(default_factory=list)                    # summary lines added by tests (`notes` fixture)
 
 
 @dataclass
@@ -200,7 +202,8 @@ class GradingPlugin:
                 keep.append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
-            items[:] = keep
+        # threshold tests run last (their numbers stay): their feedback can build on what the unit tests found
+        items[:] = sorted(keep, key=lambda it: bool(it.stash[_SETTINGS].threshold))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -227,6 +230,16 @@ class GradingPlugin:
     @pytest.fixture
     def config(self) -> AssignmentConfig:
         return self.ctx.cfg
+
+    @pytest.fixture
+    def earlier(self) -> list[TestResult]:
+        """The results of the tests that ran before this one (threshold tests run after every unit test)."""
+        return list(self.ctx.results)
+
+    @pytest.fixture
+    def notes(self) -> list[str]:
+        """Lines a test adds to the submission's summary (e.g. which interface version was graded)."""
+        return self.ctx.notes
 
     @pytest.fixture
     def record(self, request: pytest.FixtureRequest) -> dict[str, Any]:

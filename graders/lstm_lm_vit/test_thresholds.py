@@ -39,7 +39,7 @@ def _keep_curve(record: dict[str, Any], out: dict[str, Any]) -> None:
 @pytest.mark.threshold("lm")
 @pytest.mark.spec("P1.1-1.2: forward returns the log-probabilities of the next words, and loss the mean NLL over the "
                   "unmasked tokens; trained with them, the model learns (threshold calibrated on generated text)")
-def test_lm_reaches_perplexity(sub, ref, seed, record, config):
+def test_lm_reaches_perplexity(sub, ref, seed, record, config, earlier):
     """Training: your LSTM and loss reach the perplexity threshold on generated text"""
     b = config.thresholds["lm"]
     data = thresholds.lm_data(seed, tuple(sorted(b.data_args.items())))
@@ -47,11 +47,12 @@ def test_lm_reaches_perplexity(sub, ref, seed, record, config):
     _keep_curve(record, out)
     ppl = thresholds.lm_perplexity(ref.module("lstm_solution"), b.model_args, out["state_dict"], data["valid"])
     record.update(metric=b.metric, value=ppl, threshold=b.threshold, better=b.direction)
-    expect.true(b.passes(ppl),
-                f"after {b.steps} training steps with your forward and loss, the validation perplexity is {ppl:.2f}; "
-                f"it must be at most {b.threshold:.2f}. Check that forward returns log-probabilities of the NEXT token "
-                "computed from the LSTM outputs, and that the loss averages the NLL of real (unmasked) tokens.",
-                "the language model does not learn")
+    if not b.passes(ppl):
+        expect.trained_too_poorly(
+            f"After {b.steps} training steps with your forward and loss, the validation perplexity is {ppl:.2f}; it must "
+            f"be at most {b.threshold:.2f}.", earlier, "lstm",
+            "Check that forward returns log-probabilities of the NEXT token computed from the LSTM outputs, and that the "
+            "loss averages the NLL of real (unmasked) tokens.", "the language model does not learn")
 
 
 @pytest.mark.part("vit")
@@ -61,7 +62,7 @@ def test_lm_reaches_perplexity(sub, ref, seed, record, config):
 @pytest.mark.threshold("vit")
 @pytest.mark.spec("P2.6-2.9: the ViT built from your patches, blocks, forward and loss learns to classify images "
                   "(threshold calibrated on generated positional images)")
-def test_vit_reaches_accuracy(sub, seed, record, config):
+def test_vit_reaches_accuracy(sub, seed, record, config, earlier):
     """Training: your Vision Transformer reaches the accuracy threshold on generated images"""
     b = config.thresholds["vit"]
     data = thresholds.vit_data(seed, tuple(sorted(b.data_args.items())))
@@ -70,8 +71,9 @@ def test_vit_reaches_accuracy(sub, seed, record, config):
     _keep_curve(record, out)
     acc = thresholds.accuracy(out["test_logits"], data["test_labels"], b.model_args["num_classes"])
     record.update(metric=b.metric, value=acc, threshold=b.threshold, better=b.direction)
-    expect.true(b.passes(acc),
-                f"after {b.steps} training steps your ViT classifies {acc:.1%} of the test images correctly; it must reach "
-                f"{b.threshold:.1%}. The labels depend on where things are in the image: check the patch order, the "
-                "position embeddings and the class token.",
-                "the ViT does not learn")
+    if not b.passes(acc):
+        expect.trained_too_poorly(
+            f"After {b.steps} training steps your ViT classifies {acc:.1%} of the test images correctly; it must reach "
+            f"{b.threshold:.1%}.", earlier, ("vit", "attention", "layernorm"),
+            "The labels depend on where things are in the image: check the patch order, the position embeddings and "
+            "the class token.", "the ViT does not learn")
