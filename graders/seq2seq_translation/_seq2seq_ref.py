@@ -40,10 +40,25 @@ def attention(query: torch.Tensor, keys: torch.Tensor, variant: str | None = Non
 
 
 def decoder_step(dec: torch.nn.Module, input: torch.Tensor, hidden: Any, enc_out: torch.Tensor | None, use_attention: bool,
-                 variant: str | None = None) -> tuple[torch.Tensor, Any]:
-    """The reference Decoder's forward (eval mode); variants: concat_order, query_cell, no_context, dot, no_log_softmax."""
+                 variant: str | None = None, version: str = "current") -> tuple[torch.Tensor, Any]:
+    """The reference Decoder's forward (eval mode); variants: concat_order, query_cell, no_context, dot, no_log_softmax.
+
+    ``version`` "v23f" (Fall 2023 / Summer 2024): attention replaces the recurrent state by the attention-weighted
+    encoder outputs (h and, for an LSTM, c); variant "cell_by_h" weights the cell state with h's attention."""
     embedded = dec.embedding(input)  # (B, 1, emb)
-    if use_attention:
+    if use_attention and version == "v23f":
+        assert enc_out is not None
+
+        def attend(query: torch.Tensor) -> torch.Tensor:
+            w = attention(query, enc_out, "dot" if variant == "dot" else None)  # (B, 1, T)
+            return (w @ enc_out).transpose(0, 1)  # (1, B, H)
+
+        if isinstance(hidden, tuple):
+            h, c = hidden
+            hidden = (attend(h), attend(h if variant == "cell_by_h" else c) if variant != "cell_kept" else c)
+        else:
+            hidden = attend(hidden)
+    elif use_attention:
         assert enc_out is not None
         if isinstance(hidden, tuple):
             query = hidden[1] if variant == "query_cell" else hidden[0]
@@ -61,7 +76,7 @@ def decoder_step(dec: torch.nn.Module, input: torch.Tensor, hidden: Any, enc_out
 
 
 def seq2seq(enc: torch.nn.Module, dec: torch.nn.Module, source: torch.Tensor, use_attention: bool,
-            variant: str | None = None) -> torch.Tensor:
+            variant: str | None = None, version: str = "current", dec_variant: str | None = None) -> torch.Tensor:
     """Greedy decoding; variants: feed_source, always_start, start_pad, start_zero."""
     B, T = source.shape
     enc_out, hidden = encoder(enc, source)
@@ -73,7 +88,7 @@ def seq2seq(enc: torch.nn.Module, dec: torch.nn.Module, source: torch.Tensor, us
     else:
         token = source[:, :1]
     for t in range(T):
-        out, hidden = decoder_step(dec, token, hidden, enc_out, use_attention)
+        out, hidden = decoder_step(dec, token, hidden, enc_out, use_attention, dec_variant, version=version)
         outputs.append(out)
         if variant == "feed_source":
             token = source[:, min(t + 1, T - 1)].unsqueeze(1)

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from dlgrade.errors import GradingError
 from dlgrade.harness.remote import RemoteObject, Submission
 
 MODULES = {
@@ -24,12 +25,51 @@ def accepts(sig: list[tuple[str, str, bool]] | None, name: str) -> bool:
     return sig is not None and any(n == name or kind == "VAR_KEYWORD" for n, kind, _ in sig)
 
 
+VERSIONS = {
+    "current": "this term's interface (the Decoder takes `attention` in __init__ and creates the attention Linear)",
+    "v23f": "the Fall 2023 / Summer 2024 interface (attention passed to Seq2Seq and Decoder.forward; the Decoder has "
+            "no attention Linear: attention replaces the recurrent state by the attention-weighted encoder outputs)",
+    "v22": "the older interface (attention passed to Seq2Seq and Decoder.forward; the attention Linear is always "
+           "created and maps [context; embedded input] to emb_size)",
+}
+
+
+def interface_version(sub: Submission, config: Any, notes: list[str] | None = None) -> str:
+    """Which version of the course's seq2seq interface to grade against.
+
+    `[interface] version` of assignment.toml ("current", "v23f", "v22") or "auto" (the default): detected from the
+    Decoder's signature and parameters; the choice is added to the student's summary when it is not "current".
+    """
+    declared = str(config.raw.get("interface", {}).get("version", "auto"))
+    if declared not in (*VERSIONS, "auto"):
+        raise ValueError(f"[interface] version must be one of {', '.join(VERSIONS)} or auto, got {declared!r}")
+    version = declared
+    if declared == "auto":
+        version = getattr(sub, "_seq2seq_version", None) or _detect(sub)
+        sub._seq2seq_version = version  # type: ignore[attr-defined]
+    if notes is not None and version != "current":
+        how = "set by your instructor" if declared != "auto" else "detected from your Decoder's signature and layers"
+        notes.append(f"Graded against {VERSIONS[version]} ({how}).")
+    return version
+
+
+def _detect(sub: Submission) -> str:
+    try:
+        if accepts(sub.signature("models.seq2seq.Decoder.Decoder"), "attention"):
+            return "current"
+        dec = sub.new("models.seq2seq.Decoder.Decoder", 4, 4, 4, 5, dropout=0.0, model_type="RNN")
+        matrices = [p for p in dec.parameters() if len(p.shape) >= 2]
+    except GradingError:  # the tests themselves report what is wrong with the Decoder
+        return "current"
+    return "v22" if len(matrices) == 5 else "v23f" if len(matrices) == 4 else "current"
+
+
 def new_decoder(sub: Submission, emb: int, enc_h: int, dec_h: int, vocab: int, model_type: str,
-                attention: bool) -> tuple[RemoteObject, bool]:
+                attention: bool, version: str = "current") -> tuple[RemoteObject, bool]:
     """The student's Decoder, and whether it has the attention layer.
 
-    `attention` goes to __init__ when it takes it; older versions of the course read it only in
-    forward, and always create the attention layer.
+    `attention` goes to __init__ when it takes it; the older interface (v22) reads it only in forward and always
+    creates the attention layer; the Fall 2023 one (v23f) has no attention layer at all.
     """
     kw: dict[str, Any] = {"dropout": 0.0, "model_type": model_type}
     in_init = accepts(sub.signature("models.seq2seq.Decoder.Decoder"), "attention")
@@ -37,6 +77,8 @@ def new_decoder(sub: Submission, emb: int, enc_h: int, dec_h: int, vocab: int, m
         kw["attention"] = attention
     dec = sub.new("models.seq2seq.Decoder.Decoder", emb, enc_h, dec_h, vocab, **kw)
     dec.call("eval")
+    if version == "v23f":
+        return dec, False
     return dec, attention or not in_init
 
 

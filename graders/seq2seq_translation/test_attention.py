@@ -10,7 +10,7 @@ import torch
 from dlgrade.harness import expect
 from dlgrade.harness.params import heatmap, transplant
 from graders.seq2seq_translation import _seq2seq_ref as R
-from graders.seq2seq_translation._support import MODULES, decoder_step, new_decoder
+from graders.seq2seq_translation._support import MODULES, decoder_step, interface_version, new_decoder
 
 pytestmark = pytest.mark.part("attention")
 
@@ -78,41 +78,62 @@ DECODER_DIAGNOSES = {
 }
 
 
-def check_decoder(sub, ref, gen, model_type):
-    dec, _ = new_decoder(sub, EMB, H, H, V, model_type, attention=True)
-    reference = ref.module(MODULES["decoder"]).Decoder(EMB, H, H, V, dropout=0.0, model_type=model_type, attention=True).eval()
-    transplant(dec, reference, gen, f"Decoder (model_type={model_type!r}, attention=True)", HINT)
-    token = torch.randint(0, V, (B, 1), generator=gen)
-    h = torch.randn(1, B, H, generator=gen)
-    state = (h, torch.randn(1, B, H, generator=gen)) if model_type == "LSTM" else h
-    _, keys = attention_inputs(gen)
-    out, new_state = expect.pair(decoder_step(dec, token, state, keys, True), f"Decoder.forward with attention ({model_type})")
+V23F_DIAGNOSES = {
+    "cell_kept": "with attention the LSTM cell state is kept; this interface replaces it too by the attention-weighted "
+                 "encoder outputs",
+    "dot": "the attention uses dot products instead of the cosine similarity",
+}
+
+
+def check_decoder(sub, ref, gen, model_type, version, b=B):
+    """The decoder step with attention, for a batch of `b` sentences (one sentence included: .squeeze() breaks it)."""
+    dec, has_layer = new_decoder(sub, EMB, H, H, V, model_type, attention=True, version=version)
+    reference = ref.module(MODULES["decoder"]).Decoder(EMB, H, H, V, dropout=0.0, model_type=model_type,
+                                                       attention=has_layer).eval()
+    transplant(dec, reference, gen, f"Decoder (model_type={model_type!r}, attention=True)", HINT if has_layer else "")
+    token = torch.randint(0, V, (b, 1), generator=gen)
+    h = torch.randn(1, b, H, generator=gen)
+    state = (h, torch.randn(1, b, H, generator=gen)) if model_type == "LSTM" else h
+    keys = attention_inputs(gen)[1][:b]
+    what = f"Decoder.forward with attention ({model_type}{', one sentence' if b == 1 else ''})"
+    out, new_state = expect.pair(decoder_step(dec, token, state, keys, True), what)
     with torch.no_grad():
-        want_out, want_state = R.decoder_step(reference, token, state, keys, True)
-        variants = {msg: R.decoder_step(reference, token, state, keys, True, k)[0] for k, msg in DECODER_DIAGNOSES.items()
-                    if model_type == "LSTM" or k != "query_cell"}
+        if version == "v23f":  # the cell state's attention may be queried by c or by h: both readings pass
+            wants = [R.decoder_step(reference, token, state, keys, True, k, version=version)
+                     for k in ((None, "cell_by_h") if model_type == "LSTM" else (None,))]
+            variants = {msg: R.decoder_step(reference, token, state, keys, True, k, version=version)[0]
+                        for k, msg in V23F_DIAGNOSES.items() if model_type == "LSTM" or k != "cell_kept"}
+        else:
+            wants = [R.decoder_step(reference, token, state, keys, True)]
+            variants = {msg: R.decoder_step(reference, token, state, keys, True, k)[0] for k, msg in DECODER_DIAGNOSES.items()
+                        if model_type == "LSTM" or k != "query_cell"}
         without = R.decoder_step(reference, token, state, keys, False)[0] if model_type == "RNN" else None
     expect.true(not (isinstance(out, torch.Tensor) and without is not None and out.shape == without.shape
                      and torch.allclose(out.double(), without.double(), atol=1e-5)),
                 "the decoder ignores attention=True: its output is that of the decoder without attention",
                 "attention flag ignored")
-    expect.close(out, want_out, f"the decoder output with attention ({model_type})", diagnoses=variants)
+    expect.close_any(out, [w[0] for w in wants], f"the decoder output with attention ({model_type})", diagnoses=variants)
     got_h = new_state[0] if model_type == "LSTM" and isinstance(new_state, (tuple, list)) else new_state
-    expect.close(got_h, want_state[0] if model_type == "LSTM" else want_state, f"the decoder's new hidden state ({model_type})")
+    expect.close_any(got_h, [w[1][0] if model_type == "LSTM" else w[1] for w in wants],
+                     f"the decoder's new hidden state ({model_type})")
 
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
 @pytest.mark.spec("INTERFACES: with attention, the context (attention-weighted sum of encoder outputs) and the embedded"
                   " input go through the attention Linear ([context; embedded input] -> emb_size) into the RNN")
-def test_decoder_attention_rnn(sub, ref, gen):
+def test_decoder_attention_rnn(sub, ref, gen, config, notes):
     """Decoder with attention (RNN): context from cosine attention, Linear([context; embedded]), then the RNN"""
-    check_decoder(sub, ref, gen, "RNN")
+    version = interface_version(sub, config, notes)
+    check_decoder(sub, ref, gen, "RNN", version)
+    check_decoder(sub, ref, gen, "RNN", version, b=1)
 
 
 @pytest.mark.points(2)
 @pytest.mark.visibility("after_published")
 @pytest.mark.spec("INTERFACES: for an LSTM decoder the attention query is the hidden state h only")
-def test_decoder_attention_lstm(sub, ref, gen):
+def test_decoder_attention_lstm(sub, ref, gen, config, notes):
     """Decoder with attention (LSTM): the query is the hidden state h"""
-    check_decoder(sub, ref, gen, "LSTM")
+    version = interface_version(sub, config, notes)
+    check_decoder(sub, ref, gen, "LSTM", version)
+    check_decoder(sub, ref, gen, "LSTM", version, b=1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dlgrade.harness import expect
-from dlgrade.harness.params import align, transplant
+from dlgrade.harness.params import align, same, transplant
 from graders.seq2seq_translation._support import MODULES
 
 pytestmark = pytest.mark.part("lstm")
@@ -70,3 +70,11 @@ def test_lstm_final_states(sub, ref, gen):
         "h_t and c_t are returned in the wrong order": want_h,
         **{diag[k]: v[1] for k, v in variants.items()}})
     expect.close(h, want_h, "h_t (the first value returned)", diagnoses={diag[k]: v[0] for k, v in variants.items()})
+    for b, t in ((B, T - 2), (1, T)):  # called again: each call starts from zero states (a batch of one too)
+        x2 = torch.randn(b, t, D, generator=gen)
+        h2, c2 = expect.pair(lstm(x2), f"LSTM.forward(x) called again, on {b} sequence(s) of length {t}")
+        with torch.no_grad():
+            want_h2, want_c2 = reference(x2)
+        expect.true(same(h2, want_h2) and same(c2, want_c2),
+                    f"calling forward again (on {b} sequence(s) of length {t}) gives a wrong result: each call starts from "
+                    "zero states, and nothing is kept on self between calls", "keeps state between calls")

@@ -59,4 +59,12 @@ def test_rnn_forward_values(sub, ref, gen):
         "the log-softmax is taken over the batch (dim=0) instead of the classes": torch.log_softmax(scores, dim=0),
         "the output is computed from the NEW hidden state; it reads [input; previous hidden]": torch.log_softmax(from_new, dim=1),
     })
-    expect.true(same(rnn(x, h)[0], want_out), "calling forward twice with the same inputs gives different outputs")
+    expect.true(same(rnn(x, h)[0], want_out), "calling forward twice with the same inputs gives different outputs",
+                "keeps state between calls")
+    h2 = torch.randn(B, H, generator=gen)  # the state comes from the caller: a second call with another hidden state
+    out2, new_h2 = expect.pair(rnn(x, h2), "VanillaRNN.forward(input, hidden) called again with another hidden state")
+    with torch.no_grad():
+        want_out2, want_h2 = reference(x, h2)
+    expect.true(same(out2, want_out2) and same(new_h2, want_h2),
+                "a second call of forward with another hidden state does not use that state: the hidden state must come "
+                "from the `hidden` argument, not from one kept on self between calls", "keeps state between calls")
