@@ -108,9 +108,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _print_reports(results: Path, audience: str, after_due_date: bool, published: bool) -> int:
-    from dlgrade.report import Release, write_reports
+    from dlgrade.report import ReportView, write_reports
 
-    rep = write_reports(results, Release(audience, after_due_date=after_due_date, published=published))
+    rep = write_reports(results, ReportView(audience, after_due_date=after_due_date, published=published))
     problems = [f"{len(rep.failed)} failed to grade" if rep.failed else "", f"{len(rep.unreadable)} unreadable" if rep.unreadable else ""]
     extra = "; ".join(p for p in problems if p)
     print(f"Wrote {len(rep.students)} {audience} report(s) (HTML + Markdown) to {rep.folder}/students/ and the class summary "

@@ -16,11 +16,7 @@ from pathlib import Path
 from dlgrade.bugs import bug_submission, load_bugs, materialise
 from dlgrade.config import load_assignment
 from dlgrade.release import reference_submission, skeleton_files, write_zip
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from dlgrade.tomlcompat import tomllib
 
 BUGS = 3
 HOSTILE = ("infinite_loop", "syntax_error", "reads_hidden_tests", "os_exit_at_import")

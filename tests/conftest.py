@@ -21,11 +21,7 @@ import pytest
 
 from dlgrade.config import AssignmentConfig, find_root, load_assignment
 from dlgrade.release import reference_submission
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from dlgrade.tomlcompat import tomllib
 
 ROOT = find_root(Path(__file__).resolve().parent)
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

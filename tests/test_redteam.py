@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import stat
-import sys
 import tempfile
 import time
 import zipfile
@@ -37,11 +36,7 @@ from conftest import ROOT, CliRun, check_gradescope, docker_containers, require_
 from test_hostile import Listener
 
 from dlgrade.release import reference_submission, skeleton_files
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from dlgrade.tomlcompat import tomllib
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="the red-team batch checks the sandbox as root sets it up")]

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import pytest
 
 from dlgrade.cli import main
-from dlgrade.report import Release, write_reports
+from dlgrade.report import ReportView, write_reports
 from dlgrade.results import SubmissionResult, write_results
 from dlgrade.results import TestResult as _TestResult
 
@@ -126,14 +126,14 @@ def test_student_report_shows_total_parts_tests_curve_and_seed(student_reports: 
     assert "validation perplexity: 3.743 meets the threshold 3.98" in html
     assert "ln(threshold 3.98)" in html
 
-    published = write_reports(student_reports.parent, Release(published=True), out=student_reports.parent / "pub")
+    published = write_reports(student_reports.parent, ReportView(published=True), out=student_reports.parent / "pub")
     text = " ".join(_tags(_read(published.folder / "students" / "bug_unbiased_variance.html")).text)
     assert "39 / 41" in text and "3 / 5" in text             # full total and the LayerNorm part after publication
     assert "uses the unbiased variance (divides by n - 1)" in text   # the diagnosis of an after_published test
 
 
 def test_hidden_outputs_never_reach_students(results: Path, tmp_path: Path) -> None:
-    stages = {"due": Release(after_due_date=True), "published": Release(published=True), "default": Release()}
+    stages = {"due": ReportView(after_due_date=True), "published": ReportView(published=True), "default": ReportView()}
     for stage, release in stages.items():
         rep = write_reports(results, release, out=tmp_path / stage)
         for suffix in (".html", ".md"):
@@ -151,14 +151,14 @@ def test_hidden_outputs_never_reach_students(results: Path, tmp_path: Path) -> N
     published = _read(tmp_path / "published" / "students" / "mallory.md")
     assert "1 / 6 points" in published and "includes 1 hidden test" in published
 
-    staff = write_reports(results, Release("instructor"), out=tmp_path / "staff")
+    staff = write_reports(results, ReportView("instructor"), out=tmp_path / "staff")
     body = _read(staff.folder / "students" / "mallory.html")
     assert SECRET in body and LATER in body and "student printed" in body
     assert "the grader broke" in _read(staff.folder / "students" / "crashed.html")
 
 
 def test_student_strings_cannot_inject_html_or_break_markdown(results: Path, tmp_path: Path) -> None:
-    rep = write_reports(results, Release("instructor"), out=tmp_path / "x")
+    rep = write_reports(results, ReportView("instructor"), out=tmp_path / "x")
     for page in (rep.folder / "students" / "mallory.html", rep.summary):
         html = _read(page)
         tags = _tags(html)
@@ -319,7 +319,7 @@ def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path) -> N
     _, console = _browse(exe, noisy, tmp_path / "noisy.png", tmp_path / "profile0")
     assert any("detector check" in line for line in console)
 
-    rep = write_reports(results, Release(published=True), out=tmp_path / "reports")
+    rep = write_reports(results, ReportView(published=True), out=tmp_path / "reports")
     shots = Path(os.environ.get("DLGRADE_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     for page, want in ((rep.folder / "students" / "bug_unbiased_variance.html", "39 / 41"), (rep.summary, "class summary")):

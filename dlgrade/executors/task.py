@@ -183,7 +183,7 @@ def class_rows(m: Manifest, outcome: dict[str, dict[str, Any]]) -> list[GradeRow
 
 
 def collect(m: Manifest) -> int:
-    from dlgrade.report import Release, write_reports
+    from dlgrade.report import ReportView, write_reports
 
     cfg = m.config()
     try:
@@ -194,7 +194,7 @@ def collect(m: Manifest) -> int:
     outcome = settle(m, states)
     rows = class_rows(m, outcome)
     csv = write_grades_csv(rows, cfg.parts, Path(m.results) / "grades.csv")
-    rep = write_reports(Path(m.results), Release("student", after_due_date=False, published=False))
+    rep = write_reports(Path(m.results), ReportView("student", after_due_date=False, published=False))
     unfinished = [s for s, o in outcome.items() if o["action"] != "stopped"]
     print(f"{len(rows) - len(unfinished)}/{len(rows)} student(s) have final results (task states from {source}); "
           f"{len(unfinished)} unfinished{': ' + ', '.join(unfinished) if unfinished else ''}; grades in {csv}, "

@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlgrade.report.load import AUDIENCES, Release, Student, Unreadable, read_class, read_student
+from dlgrade.report.load import AUDIENCES, ReportView, Student, Unreadable, read_class, read_student
 from dlgrade.report.render import html_env, md_env, part_order, student_view, summary_view
 from dlgrade.report.similarity_section import read_similarity
 from dlgrade.results import write_grades_csv
 
-__all__ = ["AUDIENCES", "Release", "ReportSet", "Student", "Unreadable", "read_class", "read_student", "write_canvas_csv",
+__all__ = ["AUDIENCES", "ReportView", "ReportSet", "Student", "Unreadable", "read_class", "read_student", "write_canvas_csv",
            "write_grades", "write_reports"]
 
 
@@ -85,10 +85,10 @@ def _file_stem(folder: str) -> str:
     return stem or "_"
 
 
-def write_reports(results_dir: Path, release: Release | None = None, out: Path | None = None) -> ReportSet:
+def write_reports(results_dir: Path, release: ReportView | None = None, out: Path | None = None) -> ReportSet:
     """Render every student's report (for ``release``'s audience) and the class summary; see the module docstring."""
     started = time.perf_counter()
-    release = release or Release()
+    release = release or ReportView()
     results_dir = Path(results_dir)
     out = out or results_dir / "reports"
     students, unreadable = read_class(results_dir)

@@ -21,7 +21,7 @@ VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
 
 @dataclass(frozen=True)
-class Release:
+class ReportView:
     """Who reads the report and how far the course has got (Gradescope's visibility stages)."""
 
     audience: str = "student"

@@ -21,7 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 from dlgrade.report import plots
-from dlgrade.report.load import Release, Student, Test, Unreadable
+from dlgrade.report.load import ReportView, Student, Test, Unreadable
 
 _SCORE_LINE = re.compile(r"^.*:\s*[-\d.]+\s*/\s*[-\d.]+\s*points\b.*$")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~!&{}])")
@@ -84,7 +84,7 @@ class StudentView:
     assignment: str
     title: str
     seed: str
-    release: Release
+    release: ReportView
     score: float
     max_score: float
     withheld_tests: int
@@ -130,7 +130,7 @@ def part_order(students: list[Student], known: dict[str, str]) -> dict[str, str]
     return parts
 
 
-def student_view(s: Student, release: Release, parts: dict[str, str], title: str, file_stem: str) -> StudentView:
+def student_view(s: Student, release: ReportView, parts: dict[str, str], title: str, file_stem: str) -> StudentView:
     rows = tuple(_test_row(t, release.shows(t.visibility)) for t in s.tests)
     counted = [t for t, r in zip(s.tests, rows, strict=True) if r.shown or release.totals_shown]
     withheld = [t for t, r in zip(s.tests, rows, strict=True) if not r.shown]
