@@ -15,6 +15,7 @@ from pathlib import Path
 from dlgrade.config import AssignmentConfig
 from dlgrade.markers import keep_solutions, strip_solutions
 from dlgrade.notebook import percent
+from dlgrade.student_files import student_files
 
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 TRAINING_LOOP = Path(__file__).resolve().parent / "worker" / "training.py"  # read as a file: it is worker code
@@ -97,7 +98,8 @@ def _public_files(cfg: AssignmentConfig) -> dict[str, bytes]:
     for p in sorted(tests.rglob("*")) if tests.is_dir() else []:
         if p.is_file() and "__pycache__" not in p.parts:
             out[f"public_tests/{p.relative_to(tests).as_posix()}"] = p.read_bytes()
-    return out
+    # conftest.py, checks.py and collect_submission.py come from one engine template each
+    return {**out, **student_files(cfg)}
 
 
 def write_zip(files: dict[str, bytes], path: Path, prefix: str = "") -> Path:

@@ -1,4 +1,5 @@
-"""`collect_submission.py` of seq2seq_translation: run as a student would, on the reference and the skeleton."""
+"""`collect_submission.py` as the release writes it (engine template + assignment.toml), run as a student would
+on seq2seq_translation's reference and skeleton, and on a notebook assignment's files."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 
 from dlgrade.config import load_assignment
 from dlgrade.markers import keep_solutions, strip_solutions
+from dlgrade.release import reference_submission
+from dlgrade.student_files import student_files
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "assignments" / "seq2seq_translation" / "collect_submission.py"
 REFERENCE = ROOT / "reference_solutions" / "seq2seq_translation"
 GRADED = load_assignment("seq2seq_translation").submit  # what the grader takes = what the script must zip
 
@@ -33,8 +35,14 @@ def folder_with(tmp_path: Path, solved: bool) -> Path:
     return folder
 
 
-def collect(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), "--folder", str(folder), *args], capture_output=True, text=True, timeout=60)
+def script(assignment: str = "seq2seq_translation") -> bytes:
+    return student_files(load_assignment(assignment))["collect_submission.py"]
+
+
+def collect(folder: Path, *args: str, assignment: str = "seq2seq_translation") -> subprocess.CompletedProcess[str]:
+    path = folder / "collect_submission.py"
+    path.write_bytes(script(assignment))
+    return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, timeout=60)
 
 
 def test_zips_exactly_the_seven_files_with_their_paths(tmp_path):
@@ -88,3 +96,27 @@ def test_warns_about_functions_that_still_raise(tmp_path):
     run = collect(folder)
     assert run.returncode == 1 and "theory.py: does not parse (line 1" in run.stdout
     assert "models/Transformer.py, line" in run.stdout and "leftover() still raises NotImplementedError" in run.stdout
+
+
+def test_the_release_writes_it_from_assignment_toml_with_a_student_id_name(tmp_path):
+    cfg = load_assignment("lstm_lm_vit")
+    text = script("lstm_lm_vit").decode()
+    assert f"FILES = {tuple(cfg.submit)!r}" in text and "ASSIGNMENT = 'lstm_lm_vit'" in text
+    folder = tmp_path / "lstm"
+    folder.mkdir()
+    for rel, data in reference_submission(cfg).items():
+        (folder / rel).write_bytes(data)
+    run = collect(folder, "--name", "2024-20000", assignment="lstm_lm_vit")
+    assert run.returncode == 0, run.stdout + run.stderr
+    with zipfile.ZipFile(folder / "2024-20000.zip") as zf:
+        assert sorted(zf.namelist()) == sorted(cfg.submit)
+
+
+def test_a_broken_notebook_is_refused(tmp_path):
+    cfg = load_assignment("transformer_vit_gpt")
+    folder = tmp_path / "tvg"
+    folder.mkdir()
+    for rel in cfg.submit:
+        (folder / rel).write_text("{not json")
+    run = collect(folder, assignment="transformer_vit_gpt")
+    assert run.returncode == 1 and "is not a readable notebook" in run.stdout

@@ -1,6 +1,7 @@
-"""Collect the seven graded files into submission.zip (paths kept), ready to upload.
+"""Collect the graded files into one zip (paths kept), ready to upload (written by `dlgrade release`).
 
-    python collect_submission.py                     # in the assignment folder
+    python collect_submission.py                     # in the assignment folder: submission.zip
+    python collect_submission.py --name 2024-20000   # the zip named by your student id: 2024-20000.zip
     python collect_submission.py --allow-incomplete  # zip what there is, missing files and all
 
 It refuses (exit status 1) when a graded file is missing or does not parse, or when no file
@@ -14,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 import zipfile
 from pathlib import Path
 
-FILES = (
-    "models/naive/RNN.py",
-    "models/naive/LSTM.py",
-    "models/seq2seq/Encoder.py",
-    "models/seq2seq/Decoder.py",
-    "models/seq2seq/Seq2Seq.py",
-    "models/Transformer.py",
-    "theory.py",
-)
+# @dlgrade:settings  (the lines up to the next blank line are written by `dlgrade release`)
+ASSIGNMENT = "example"
+FILES = ("example.py",)
+OPTIONAL = ()  # files of parts your instructor turned off: not needed
+
 TODO = "# TODO: your code here"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -69,9 +67,16 @@ def check(folder: Path) -> tuple[list[str], list[str], list[str]]:
     for rel in FILES:
         path = folder / rel
         if not path.is_file():
-            problems.append(f"{rel}: missing")
+            if rel not in OPTIONAL:
+                problems.append(f"{rel}: missing")
             continue
         present.append(rel)
+        if rel.endswith(".ipynb"):
+            try:
+                json.loads(path.read_text(encoding="utf-8-sig"))["cells"]
+            except (ValueError, KeyError, TypeError) as error:
+                problems.append(f"{rel}: is not a readable notebook ({type(error).__name__}); save it again from Jupyter or Colab")
+            continue
         text = path.read_text(encoding="utf-8")
         try:
             tree = ast.parse(text, filename=rel)
@@ -98,13 +103,14 @@ def write_zip(folder: Path, files: list[str], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Zip the graded files of the translation assignment.")
+    parser = argparse.ArgumentParser(description=f"Zip the graded files of {ASSIGNMENT}.")
     parser.add_argument("--folder", default=Path(__file__).resolve().parent, type=Path, help="the assignment folder (default: here)")
     parser.add_argument("--out", default=None, type=Path, help="the zip to write (default: <folder>/submission.zip)")
+    parser.add_argument("--name", default=None, help="name the zip after your student id: <folder>/<NAME>.zip")
     parser.add_argument("--allow-incomplete", action="store_true", help="zip what there is even if files are missing or unfinished")
     args = parser.parse_args(argv)
     folder = args.folder.resolve()
-    out = args.out or folder / "submission.zip"
+    out = args.out or folder / f"{args.name or 'submission'}.zip"
 
     present, problems, warnings = check(folder)
     for message in warnings:
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems and not args.allow_incomplete:
         print(
             f"Not writing {out.name}: fix the problems above, or run with --allow-incomplete to submit what there is "
-            "(a missing theory.py costs only the theory question's code points).",
+            "(a missing file costs only the points of the tests that need it).",
             file=sys.stderr,
         )
         return 1
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for rel in sorted(zipped):
         print(f"  {rel}  ({(folder / rel).stat().st_size} bytes)")
     left = len(FILES) - len(zipped)
-    print(f"Wrote {out} with {len(zipped)} of {len(FILES)} files" + (f" ({left} missing)" if left else "") + ". Upload it to Gradescope.")
+    print(f"Wrote {out} with {len(zipped)} of {len(FILES)} files" + (f" ({left} missing)" if left else "") + ". Upload it.")
     return 0
 
 

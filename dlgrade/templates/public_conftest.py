@@ -1,9 +1,12 @@
-"""Support for the public tests of seq2seq_translation.
+"""Support for the public tests of this assignment (written by `dlgrade release` from assignment.toml).
 
 This file makes the tests runnable with plain pytest, without dlgrade installed:
 
-- it puts the release folder (the parent of `public_tests/`) first on `sys.path`, so that
-  `import models.naive.RNN` and `import theory` find *your* files;
+- it puts the release folder (the parent of `public_tests/`) first on `sys.path`, so that your
+  files are the ones imported; a notebook you submit is turned into a module the way the
+  autograder does it (its definitions only: training cells, shell escapes and magics never run);
+- it provides the fixture `student`: `student("module")` imports one of your modules, and one
+  fixture per module named like it (e.g. `vit_solution`), where that name is free;
 - it registers the markers `points(n)` and `part(name)` used by the tests;
 - it turns a `NotImplementedError` raised by your code into a one-line "not implemented yet";
 - at the end it prints a table of the points each test is worth and a total line.
@@ -21,6 +24,11 @@ import pytest
 RELEASE_DIR = Path(__file__).resolve().parent.parent
 if str(RELEASE_DIR) not in sys.path:
     sys.path.insert(0, str(RELEASE_DIR))
+
+# @dlgrade:settings  (the lines up to the next blank line are written by `dlgrade release`)
+ASSIGNMENT = "example"
+MODULES = {"example": "example.py"}   # module -> your file in this folder
+PRELUDES = {}                         # notebook module -> what the autograder defines before your cells
 
 
 @dataclass
@@ -40,7 +48,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "points(n): points the test is worth when it passes")
     config.addinivalue_line("markers", "part(name): the part of the assignment the test checks")
     config.stash[_OUTCOMES] = {}
-    # Short tracebacks read better for students than pytest's long default.
+    # Short tracebacks read better than pytest's long default.
     if getattr(config.option, "tbstyle", "auto") == "auto":
         config.option.tbstyle = "short"
 
@@ -116,33 +124,54 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.write_line(f"Public tests: {earned:.1f} / {possible:.1f} points", bold=True)
     unscored = [o.name for o in outcomes if o.points == 0 and o.status == "FAILED"]
     if unscored:
-        tr.write_line(
-            f"Also failed, worth no points here but read their messages: {', '.join(unscored)}",
-            red=True,
-        )
+        tr.write_line(f"Also failed, worth no points here but read their messages: {', '.join(unscored)}", red=True)
     tr.write_line(
-        "These are the public tests only. Your grade comes from the autograder's hidden tests, which check the same tasks more thoroughly."
+        "These are the public tests only. Your grade comes from the autograder's hidden tests, "
+        "which check the same tasks more thoroughly."
     )
 
 
 def _import_student_module(name):
-    """Import one of your files by module name (`models.seq2seq.Decoder`), or fail the test with a reason."""
+    """Import one of your modules (`models.seq2seq.Decoder`, `vit_solution`), or fail the test with a reason."""
     if name in sys.modules:
         return sys.modules[name]
-    rel = Path(*name.split(".")).with_suffix(".py")
-    if not (RELEASE_DIR / rel).is_file():
-        pytest.fail(f"{rel.as_posix()} not found in {RELEASE_DIR}", pytrace=False)
+    rel = MODULES.get(name) or Path(*name.split(".")).with_suffix(".py").as_posix()
+    path = RELEASE_DIR / rel
+    if not path.is_file():
+        pytest.fail(f"{rel} not found in {RELEASE_DIR}", pytrace=False)
     try:
+        if rel.endswith(".ipynb"):
+            if str(Path(__file__).parent) not in sys.path:
+                sys.path.insert(0, str(Path(__file__).parent))
+            from notebook_loader import load_notebook_module  # the autograder's own rules, standard library only
+
+            return load_notebook_module(str(path), name, PRELUDES.get(name, ""))
         return importlib.import_module(name)
     except Exception as error:  # a syntax error, a missing package, code that crashes
         sys.modules.pop(name, None)
-        pytest.fail(f"could not import {rel.as_posix()}: {type(error).__name__}: {error}", pytrace=False)
+        pytest.fail(f"could not import {rel}: {type(error).__name__}: {error}", pytrace=False)
 
 
 @pytest.fixture
 def student():
-    """`student("models.naive.RNN")` imports one of your files."""
+    """`student("module")` imports one of your modules."""
     return _import_student_module
+
+
+def _module_fixture(name):
+    def fixture():
+        return _import_student_module(name)
+
+    fixture.__name__ = fixture.__qualname__ = name.rsplit(".", 1)[-1]
+    fixture.__doc__ = f"Your {MODULES.get(name, name)}."
+    return pytest.fixture(fixture)
+
+
+_SHORT = [name.rsplit(".", 1)[-1] for name in MODULES]
+for _name in MODULES:
+    _short = _name.rsplit(".", 1)[-1]
+    if _short.isidentifier() and _SHORT.count(_short) == 1 and _short not in globals():
+        globals()[_short] = _module_fixture(_name)
 
 
 @pytest.fixture(autouse=True)
