@@ -29,11 +29,7 @@ from dlgrade.sandbox.docker import (
     container_config,
     worker_code_dir,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from dlgrade.tomlcompat import tomllib
 
 
 def _options(*argv: str) -> tuple[DockerOptions, str, WorkerSpec]:
@@ -180,9 +176,30 @@ def write_root():
 def write_submission():
     open("/submission/hostile.txt", "w").close()
 
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+
+
+def environ(pid):
+    try:
+        return sorted(v.split(b"=", 1)[0].decode() for v in open(f"/proc/{pid}/environ", "rb").read().split(b"\0") if v)
+    except OSError as exc:
+        return type(exc).__name__
+
+
+sockets = [os.path.join(d, n) for d, _, names in os.walk("/") if not d.startswith(("/proc", "/sys"))
+           for n in names if n.endswith(".sock") or n in ("docker.sock", "containerd.sock")]
 REPORT = json.dumps({"uid": os.getuid(), "found": found, "net": attempt("net", connect),
                      "root_fs": attempt("root", write_root), "submission": attempt("sub", write_submission),
-                     "tmp_writable": os.access("/tmp", os.W_OK), "cwd": os.getcwd()})
+                     "tmp_writable": os.access("/tmp", os.W_OK), "cwd": os.getcwd(),
+                     "mounts": sorted({line.split()[4] for line in open("/proc/self/mountinfo")}),
+                     "sockets": sockets, "env": sorted(os.environ), "env_of_1": environ(1),
+                     "caps": status("CapEff"), "bounding": status("CapBnd"), "no_new_privs": status("NoNewPrivs"),
+                     "seccomp": status("Seccomp"),
+                     "interfaces": sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:]),
+                     "processes": sorted(p for p in os.listdir("/proc") if p.isdigit())})
 
 
 def report():
@@ -193,8 +210,11 @@ def report():
 @pytest.mark.docker
 @pytest.mark.slow
 def test_container_holds_no_hidden_tests_or_reference(engine: None) -> None:
-    """Inside the container: no grader or reference file anywhere, non-root, no network, read-only but /tmp."""
+    """Inside the container: no grader or reference file anywhere, non-root, no network, read-only but /tmp;
+    of the host it sees no mount but its own two, no engine socket, no environment, no process, no capability."""
     from dlgrade.sandbox import get_backend
+
+    os.environ["DLGRADE_TEST_HOST_SECRET"] = "not for containers"
 
     backend = get_backend("docker")
     try:
@@ -207,10 +227,22 @@ def test_container_holds_no_hidden_tests_or_reference(engine: None) -> None:
             worker.close()
     finally:
         backend.shutdown()
+        os.environ.pop("DLGRADE_TEST_HOST_SECRET", None)
     assert report["found"] == [], report["found"]
     assert report["uid"] != 0
     assert report["net"] != "net: worked" and report["root_fs"] == "root: OSError" and report["submission"] == "sub: OSError"
     assert report["tmp_writable"] is True
+    # what the container sees of the host: its own mounts only, no engine socket, none of the grader's environment
+    allowed = {"/", "/tmp", "/dev", "/dev/shm", "/dev/pts", "/dev/mqueue", "/dev/console", "/proc", "/sys", "/sys/fs/cgroup",
+               "/submission", "/opt/dlgrade", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/sbin/docker-init"}
+    unexpected = [m for m in report["mounts"] if m not in allowed and not m.startswith(("/proc/", "/sys/", "/dev/"))]
+    assert unexpected == [], unexpected
+    assert report["sockets"] == []
+    assert "DLGRADE_TEST_HOST_SECRET" not in report["env"] and "DLGRADE_TEST_HOST_SECRET" not in str(report["env_of_1"])
+    assert int(report["caps"], 16) == 0 and int(report["bounding"], 16) == 0
+    assert report["no_new_privs"] == "1" and report["seccomp"] == "2"  # Docker's default seccomp profile is in force
+    assert report["interfaces"] == ["lo"]
+    assert len(report["processes"]) <= 4, report["processes"]  # its init, the time limit, the worker: nothing of the host
     assert docker_containers() == []
 
 
