@@ -83,10 +83,20 @@ def cmd_grade(args: argparse.Namespace) -> int:
     skipped = f", {len(batch.skipped)} already complete (use --force to regrade)" if batch.skipped else ""
     print(f"Graded {len(batch.graded)} submission(s) in {batch.seconds:.1f} s{skipped}; "
           f"results in {out}/<student>/results.json, grades in {batch.csv}")
+    broken = [r for r in batch.rows if r.status != "graded"]
+    for row in broken:
+        print(f"dlgrade: {row.student}: {row.label}", file=sys.stderr)
+    for row in batch.rows:
+        if row.status == "graded" and row.faults:
+            print(f"dlgrade: {row.student}: graded, but the code {'; '.join(row.faults)}", file=sys.stderr)
     if args.similarity:
         _run_similarity(cfg, Path(args.path), out / "similarity", args)
     if args.report:
         _print_reports(out, "student", False, False)
+    if broken and not args.allow_broken:
+        print(f"dlgrade: {len(broken)} of {len(batch.rows)} submission(s) could not be graded (see above; the class summary lists "
+              "them first); exit status 1 (--allow-broken: 0)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -205,10 +215,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     folder = Path(args.folder).resolve()
     tests = folder / "public_tests"
     if not tests.is_dir():
-        print(f"{folder} has no public_tests/ folder: run `dlgrade check` inside your assignment folder", file=sys.stderr)
+        print(f"dlgrade: error: {folder} has no public_tests/ folder: run `dlgrade check` inside your assignment folder "
+              "(or give its path: dlgrade check FOLDER)", file=sys.stderr)
         return 2
     cmd = [sys.executable, "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider", *args.pytest_args]
     return subprocess.call(cmd, cwd=folder, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def _assignment_ids() -> str:
+    try:
+        from dlgrade.config import known_assignments
+        ids = known_assignments()
+    except Exception:  # no project root found (e.g. an installed copy outside a checkout): the help still works
+        ids = []
+    return ", ".join(ids) if ids else "see assignments/ in the project"
+
+
+def _add_assignment(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("assignment", help=f"the assignment id, a folder of assignments/ ({_assignment_ids()})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,28 +241,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp = p.add_subparsers(dest="command", required=True)
 
     r = sp.add_parser("release", help="build the student release (skeleton, public tests, handout, zip)")
-    r.add_argument("assignment")
-    r.add_argument("--out", default="dist")
+    _add_assignment(r)
+    r.add_argument("--out", default="dist", help="where the release goes: OUT/<id>/ and OUT/<id>/student.zip (default: dist)")
     r.set_defaults(func=cmd_release)
 
     g = sp.add_parser("grade", help="grade one submission or a folder of submissions")
-    g.add_argument("assignment")
+    _add_assignment(g)
     g.add_argument("path", help="a submission (folder or zip) or a folder with one entry per student")
     g.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process",
                    help="process (default), docker (one container per submission) or inprocess (authoring only)")
-    g.add_argument("--out", default="dist/results")
+    g.add_argument("--out", default="dist/results", help="results folder: OUT/<student>/results.json, OUT/grades.csv and "
+                                                          "OUT/reports/ (default: dist/results)")
     g.add_argument("--seed", type=int, default=None, help="input seed (default: a fresh one, recorded in the results)")
-    g.add_argument("-j", "--jobs", type=int, default=1)
+    g.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="submissions graded at once, each in its own worker (default 1; at most your CPU count is useful)")
     g.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
                    help="regrade students whose results are already complete (default: skip them)")
-    g.add_argument("--memory-mb", type=int, default=None)
-    g.add_argument("--cpus", type=int, default=None, help="CPUs per worker (its torch threads; a CPU quota in docker)")
-    g.add_argument("--pids", type=int, default=None, help="process limit per worker")
+    g.add_argument("--memory-mb", type=int, default=None, metavar="MB",
+                   help="memory limit of one worker in MB (default: the assignment's [limits] memory_mb)")
+    g.add_argument("--cpus", type=int, default=None, metavar="N",
+                   help="CPUs per worker: its torch threads, a CPU quota in docker (default: [limits] cpus)")
+    g.add_argument("--pids", type=int, default=None, metavar="N", help="process limit per worker (default: [limits] processes)")
     g.add_argument("--allow-unisolated", action="store_true",
                    help="process sandbox without root where user namespaces are refused: grade anyway, with only rlimits "
                         "(the worker can read what you can; also DLGRADE_ALLOW_UNISOLATED=1)")
-    g.add_argument("--call-timeout", type=float, default=None)
-    g.add_argument("--submission-timeout", type=float, default=None)
+    g.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit of one call into the student's code, in seconds (default: [limits] call_timeout_s)")
+    g.add_argument("--submission-timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit of one submission's whole suite, in seconds (default: [limits] submission_timeout_s)")
+    g.add_argument("--allow-broken", action="store_true",
+                   help="exit 0 even when a submission could not be graded (default: exit 1, after grading everyone else)")
     g.add_argument("--gpus", default=None, metavar="all|N",
                    help="docker: give each container GPUs (all, or a count); the worker then trains on cuda")
     g.add_argument("--image", default=None, help="docker: sandbox image (default: dlgrade-sandbox:cpu, :gpu with --gpus)")
@@ -253,9 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "docs/cluster.md)")
     sl.add_argument("--executor", choices=["local", "slurm"], default="local",
                     help="local (default: this machine, -j workers) or slurm (sbatch a job array; re-run to resume)")
-    sl.add_argument("--partition", default=None)
-    sl.add_argument("--account", default=None)
-    sl.add_argument("--qos", default=None)
+    sl.add_argument("--partition", default=None, help="Slurm partition (default: [slurm] partition, else the cluster's default)")
+    sl.add_argument("--account", default=None, help="Slurm account to charge (default: [slurm] account, else yours)")
+    sl.add_argument("--qos", default=None, help="Slurm quality of service (default: [slurm] qos, else none)")
     sl.add_argument("--time", default=None, metavar="HH:MM:SS", help="time limit of one array task (default 01:00:00)")
     sl.add_argument("--mem-per-task", type=int, default=None, metavar="MB",
                     help="memory of one array task (default: the worker's --memory-mb plus 1024 for the grader)")
@@ -274,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
 
     si = sp.add_parser("similarity", help="flag submissions that match each other or known solutions (ranked CSV, side-by-side HTML)")
-    si.add_argument("assignment")
+    _add_assignment(si)
     si.add_argument("path", help="a folder with one submission (folder or zip) per student, as for `dlgrade grade`")
     si.add_argument("--corpus", action="append", metavar="DIR",
                     help="a folder of known solutions (any tree of .py and .ipynb files); repeat for several")
@@ -284,7 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--top", type=int, default=20, help="side-by-side pages for this many of the top pairs (default 20)")
     si.set_defaults(func=cmd_similarity)
 
-    rp = sp.add_parser("report", help="write per-student HTML/Markdown reports and the class summary from a results folder")
+    rp = sp.add_parser("report", help="write per-student HTML/Markdown reports and the class summary from a results folder "
+                                      "(replaces RESULTS/reports)",
+                       description="Writes RESULTS/reports/students/<student>.html and .md, the class summary RESULTS/reports/"
+                                   "index.html and grades_canvas.csv; files already there are overwritten.")
     rp.add_argument("results", help="the folder `dlgrade grade --out` wrote (<student>/results.json)")
     rp.add_argument("--audience", choices=["student", "instructor"], default="student",
                     help="student (default): tests the visibility rules hide show only their name; instructor: everything")
@@ -294,37 +329,45 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     v = sp.add_parser("validate", help="reference = full marks, skeleton = 0, every catalogued bug loses points")
-    v.add_argument("assignment")
-    v.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process")
-    v.add_argument("--out", default="dist")
-    v.add_argument("--seed", type=int, default=None)
+    _add_assignment(v)
+    v.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process",
+                   help="sandbox the cases are graded in (default: process)")
+    v.add_argument("--out", default="dist", help="graded cases go to OUT/<id>/validate (default: dist)")
+    v.add_argument("--seed", type=int, default=None, help="input seed (default: a fresh one)")
     v.add_argument("--only", nargs="*", default=None, help="case names (reference, skeleton, full-marks or bug names)")
     v.add_argument("--seeds", type=int, default=1,
                    help="grade every bug at this many seeds; each must lose the same points at every seed (default 1)")
     v.set_defaults(func=cmd_validate)
 
     cal = sp.add_parser("calibrate", help="measure the threshold tests on the reference and the bad models over several seeds")
-    cal.add_argument("assignment")
+    _add_assignment(cal)
     cal.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5], help="run seeds (default: 0 to 5)")
     cal.add_argument("--only", nargs="*", default=None, help="threshold names (default: every [thresholds.*] table)")
-    cal.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process")
+    cal.add_argument("--sandbox", choices=["process", "docker", "inprocess"], default="process",
+                     help="sandbox the runs are graded in (default: process)")
     cal.add_argument("--out", default="dist", help="where the graded runs go (default: dist/<id>/calibrate)")
     cal.add_argument("--write", action="store_true", help="write graders/<id>/CALIBRATION.md")
     cal.set_defaults(func=cmd_calibrate)
 
     b = sp.add_parser("bundle", help="build the Gradescope autograder zip (setup.sh, run_autograder, engine, hidden suite)")
-    b.add_argument("assignment")
-    b.add_argument("--out", default="dist")
-    b.add_argument("--memory-mb", type=int, default=None, help="worker memory on Gradescope (default: [gradescope] or 384)")
-    b.add_argument("--cpus", type=int, default=None, help="torch threads in the worker on Gradescope")
-    b.add_argument("--call-timeout", type=float, default=None)
-    b.add_argument("--submission-timeout", type=float, default=None, help="the hidden suite's budget (default 480 s)")
-    b.add_argument("--run-timeout", type=float, default=None, help="the whole run_autograder (default 570 s)")
+    _add_assignment(b)
+    b.add_argument("--out", default="dist", help="the bundle goes to OUT/<id>/autograder.zip (default: dist)")
+    b.add_argument("--memory-mb", type=int, default=None, metavar="MB",
+                   help="worker memory on Gradescope in MB (default: [gradescope] memory_mb, else 384)")
+    b.add_argument("--cpus", type=int, default=None, metavar="N",
+                   help="torch threads in the worker on Gradescope (default: [gradescope] cpus, else 1)")
+    b.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit of one call into the student's code, in seconds (default: [gradescope] call_timeout_s, "
+                        "else 60)")
+    b.add_argument("--submission-timeout", type=float, default=None, metavar="SECONDS",
+                   help="the hidden suite's budget in seconds (default: [gradescope] submission_timeout_s, else 480)")
+    b.add_argument("--run-timeout", type=float, default=None, metavar="SECONDS",
+                   help="the whole run_autograder in seconds (default: [gradescope] run_timeout_s, else 570)")
     b.set_defaults(func=cmd_bundle)
 
     c = sp.add_parser("check", help="run the public tests in a student release folder")
-    c.add_argument("folder", nargs="?", default=".")
-    c.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    c.add_argument("folder", nargs="?", default=".", help="the unzipped student release (default: the current folder)")
+    c.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (e.g. -k layernorm -x)")
     c.set_defaults(func=cmd_check)
     return p
 

@@ -30,6 +30,11 @@ class TestResult:
     extra: dict[str, Any] = field(default_factory=dict)
     spec: str = ""               # the handout sentence or interface line the test checks
     advice: bool = False         # 0 points: behaviour the handout does not ask for, shown as advice
+    fault: str = ""              # the student's code broke the test itself: one of FAULTS ("" otherwise)
+
+
+# How a student's code can break a test rather than fail it; the class summary flags these students.
+FAULTS = {"import": "did not import", "limit": "timed out or ran out of memory", "crash": "crashed the worker"}
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class GradeRow:
     seed: int | str
     status: str                  # "graded", "not graded", "grader error", "in progress"
     reason: str = ""
+    faults: tuple[str, ...] = ()  # "<what> (<first test's message>)" for each FAULTS kind the student's code showed
 
     @property
     def label(self) -> str:
@@ -144,7 +150,17 @@ class GradeRow:
             status = "grader error"
         return cls(student=str(extra.get("student", "?")), score=float(data["score"]),
                    max_score=float(extra.get("max_score", 0.0)), parts=parts, seed=extra.get("seed", ""),
-                   status=status, reason=str(extra.get("reason", "")))
+                   status=status, reason=str(extra.get("reason", "")), faults=faults_of(extra.get("tests", [])))
+
+
+def faults_of(tests: Any) -> tuple[str, ...]:
+    """What broke a student's tests (extra_data.tests entries), one line per kind with its first message."""
+    first: dict[str, str] = {}
+    for t in tests if isinstance(tests, list) else []:
+        kind = t.get("fault") if isinstance(t, dict) else None
+        if isinstance(kind, str) and kind in FAULTS and kind not in first:
+            first[kind] = " ".join(str(t.get("output", "")).split())[:200]
+    return tuple(f"{FAULTS[k]} ({first[k]})" for k in FAULTS if k in first)
 
 
 def write_grades_csv(rows: list[GradeRow], parts: dict[str, str], path: Path) -> Path:

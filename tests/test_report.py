@@ -9,12 +9,14 @@ file and a non-ASCII student id.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -115,8 +117,10 @@ def _tags(html: str) -> _Tags:
 def test_student_report_shows_total_parts_tests_curve_and_seed(student_reports: Path) -> None:
     html = _read(student_reports / "students" / "bug_unbiased_variance.html")
     text = " ".join(_tags(html).text)
-    # student audience, before publication: only the visible tests count (11 of 41 points)
-    assert "11 / 11" in text and "30 points" in text and "not counted above yet" in text
+    # student audience, before publication: the report leads with what counts and what is pending, never "100 %"
+    header = " ".join(text[text.index("Report for"):text.index("Score by part")].split())
+    assert "11 of 41 points counted so far" in header and "30 points" in header and "not your final grade" in header
+    assert "%" not in header, header
     assert "Problem 2.1: LayerNorm" in text                 # part titles from assignment.toml
     assert "input seed 2026" in text
     assert text.count("hidden") >= 29                        # 29 after_published tests show only their name
@@ -146,8 +150,8 @@ def test_hidden_outputs_never_reach_students(results: Path, tmp_path: Path) -> N
             assert "student printed" not in body             # the submission's stdout is for the staff
             assert "the grader broke" not in _read(rep.folder / "students" / f"crashed{suffix}")
     default = _read(tmp_path / "default" / "students" / "mallory.md")
-    assert "1 / 2 points" in default
-    assert "3 more test(s) worth 4 point(s) are not counted yet" in default
+    assert default.index("**1 of 6 points counted so far**") < default.index("## Tests")
+    assert "Pending: 3 hidden test(s) worth 4 point(s), released with the grades. This is not your final grade." in default
     published = _read(tmp_path / "published" / "students" / "mallory.md")
     assert "1 / 6 points" in published and "includes 1 hidden test" in published
 
@@ -329,3 +333,46 @@ def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path) -> N
         assert want in dom
         assert shot.is_file() and shot.stat().st_size > 20_000   # a real picture, not a blank page
         assert "<svg" in dom
+
+
+def test_summary_lists_not_graded_first_and_flags_code_that_broke_its_tests(tmp_path: Path) -> None:
+    """An unreadable zip is 'not graded' (first, with its reason); a crash, a time-out and an import failure are flagged
+    with the first message, while a plain wrong answer is not; written answers go to answers.csv and the staff's report."""
+    root = tmp_path / "results"
+    fine = (_t(1, "shapes", 2, 2, "Passed."), _t(2, "values", 0, 2, "A check in this test failed."))
+    _write(root, "amy", fine)
+    write_results(SubmissionResult("zed", "lstm_lm_vit", 2026, (_t(1, "shapes", 0, 2, "Not graded"),), 0.1, "zed: 0 / 2",
+                                   status="not graded", reason="the zip file could not be read (not a zip file)"), root / "zed")
+    broke = {"cal": ("crash", "Your code crashed the worker: the worker process ended (exit status 3)"),
+             "dee": ("limit", "Limit exceeded: the call took longer than 20 s"),
+             "eve": ("import", "Import error: lstm_solution.py could not be imported: SyntaxError at line 3")}
+    for student, (fault, message) in broke.items():
+        tests = (_t(1, "shapes", 0, 2, message), _t(2, "values", 0, 2, message))
+        write_results(SubmissionResult(student, "lstm_lm_vit", 2026, tuple(replace(t, fault=fault) for t in tests), 1.0,
+                                       f"{student}: 0 / 4"), root / student)
+    (root / "amy" / "graded").mkdir()
+    (root / "amy" / "graded" / "notebooks.json").write_text(json.dumps([{
+        "notebook": "hw.ipynb", "answers": {"P1(a)": "Attention sees every position at once.", "P1(b)": ""},
+        "answer_cells": {"P1(a)": [4, 5], "P1(b)": []}}]))
+    rep = write_reports(root, ReportView("instructor"))
+    html = _read(rep.summary)
+    failed = html[html.index('id="failed"'):html.index("</table>", html.index('id="failed"'))]
+    assert "zed" in failed and "not graded" in failed and "the zip file could not be read" in failed
+    assert html.index('id="failed"') < html.index("Score distribution")      # listed before anything else
+    code = html[html.index('id="code-problems"'):html.index("</table>", html.index('id="code-problems"'))]
+    assert "crashed the worker (Your code crashed the worker: the worker process ended (exit status 3))" in code
+    assert "timed out or ran out of memory (Limit exceeded" in code and "did not import (Import error" in code
+    assert "amy" not in code and "zed" not in code
+    students = html[html.index('id="students"'):]
+    assert students.index("zed") < students.index("amy")                  # the not graded first in the class table too
+    assert "not graded: the zip file could not be read" in students
+    with (rep.folder / "answers.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [{"student_id": "amy", "notebook": "hw.ipynb", "question": "P1(a)", "cells": "4 5",
+                     "answer": "Attention sees every position at once."},
+                    {"student_id": "amy", "notebook": "hw.ipynb", "question": "P1(b)", "cells": "", "answer": ""}]
+    assert "Attention sees every position at once." in _read(rep.folder / "students" / "amy.html")
+    assert "P1(b) (hw.ipynb: no answer found)" in _read(rep.folder / "students" / "amy.md")
+    student_view = write_reports(root, ReportView(), out=tmp_path / "student")
+    assert "Attention sees every" not in _read(student_view.folder / "students" / "amy.html")
+    assert "Not graded: the zip file could not be read" in _read(student_view.folder / "students" / "zed.html")

@@ -278,6 +278,7 @@ class GradingPlugin:
 
     def _result(self, s: TestSettings, state: _TestState) -> TestResult:
         diagnosis = None
+        fault = _FAULT_KINDS.get(type(state.failure).__name__, "") if state.failure is not None and not s.advice else ""
         if state.failure is None and state.skipped is None:
             status, score, output = "passed", s.points, "Passed."
         else:
@@ -293,7 +294,7 @@ class GradingPlugin:
         return TestResult(name=s.name, number=s.number, score=score, max_score=s.points, status=status, output=output,
                           visibility=s.visibility, part=s.part, nodeid=s.nodeid, diagnosis=diagnosis,
                           seconds=round(time.monotonic() - state.started, 3), extra=state.record, spec=s.spec,
-                          advice=s.advice)
+                          advice=s.advice, fault=fault)
 
     def _message(self, nodeid: str, exc: BaseException) -> tuple[str, str | None]:
         if isinstance(exc, Feedback):
@@ -310,6 +311,10 @@ class GradingPlugin:
             return "A check in this test failed.", None
         return (f"This test could not be completed ({type(exc).__name__} in the grader); this usually means your code "
                 "returned a value of an unexpected type. Your instructor can see the details.", None)
+
+
+# errors that mean the student's code broke the test (results.FAULTS), not that it answered wrongly
+_FAULT_KINDS = {"SubmissionImportError": "import", "LimitExceeded": "limit", "WorkerCrashed": "crash"}
 
 
 def charge_runtime_rules(results: list[TestResult], rules: tuple[Rule, ...], used: list[tuple[str, str]]) -> list[TestResult]:

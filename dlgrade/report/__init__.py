@@ -25,7 +25,7 @@ from dlgrade.report.similarity_section import read_similarity
 from dlgrade.results import write_grades_csv
 
 __all__ = ["AUDIENCES", "ReportView", "ReportSet", "Student", "Unreadable", "read_class", "read_student", "write_canvas_csv",
-           "write_grades", "write_reports"]
+           "write_answers_csv", "write_grades", "write_reports"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,18 @@ def write_canvas_csv(students: list[Student], title: str, path: Path) -> Path:
     return path
 
 
+def write_answers_csv(students: list[Student], path: Path) -> Path:
+    """Every student's written answers (notebook submissions), one row per question, for grading by hand."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["student_id", "notebook", "question", "cells", "answer"])
+        for s in sorted(students, key=lambda s: s.student):
+            for a in s.answers:
+                w.writerow([s.student, a.notebook, a.question, " ".join(map(str, a.cells)), a.text])
+    return path
+
+
 def _file_stem(folder: str) -> str:
     """A file name for a student's report: the results folder's name (already a safe id), never a path."""
     stem = folder.replace("/", "_").replace("\\", "_").lstrip(".")
@@ -113,7 +125,11 @@ def write_reports(results_dir: Path, release: ReportView | None = None, out: Pat
     csv_links: list[tuple[str, str]] = []
     if students:
         write_canvas_csv(students, title, out / "grades_canvas.csv")
-    for path in (results_dir / "grades.csv", out / "grades_canvas.csv"):
+    if any(s.answers for s in students):
+        write_answers_csv(students, out / "answers.csv")
+    else:
+        (out / "answers.csv").unlink(missing_ok=True)  # left by an earlier run of other submissions
+    for path in (results_dir / "grades.csv", out / "grades_canvas.csv", out / "answers.csv"):
         if path.is_file():
             csv_links.append((path.name, _relative(path, out)))
     summary = summary_view(students, unreadable, parts, title, hrefs, tuple(csv_links))

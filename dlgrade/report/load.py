@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlgrade.results import GradeRow
+from dlgrade.results import FAULTS, GradeRow, faults_of
 
 AUDIENCES = ("student", "instructor")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
@@ -65,10 +65,21 @@ class Test:
     diagnosis: str | None
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    fault: str = ""                 # results.FAULTS kind when the student's code broke this test
 
     @property
     def passed(self) -> bool:
         return self.status == "passed" and self.score >= self.max_score
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A written answer found in a submitted notebook (graded by hand, never by the autograder)."""
+
+    notebook: str
+    question: str
+    cells: tuple[int, ...]
+    text: str
 
 
 @dataclass(frozen=True)
@@ -87,10 +98,26 @@ class Student:
     stdout: str
     status: str = "graded"          # "graded", "not graded", "grader error", "in progress"
     reason: str = ""                # why it was not graded
+    answers: tuple[Answer, ...] = ()  # written answers of notebook submissions (graded/notebooks.json)
 
     @property
     def failed_to_grade(self) -> bool:
         return bool(self.grader_errors) or not self.tests or self.status != "graded"
+
+    @property
+    def not_graded(self) -> bool:
+        """Nothing gradable was submitted (an unreadable zip, none of the files asked for)."""
+        return self.status == "not graded"
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        """What the student's code broke ("crashed the worker (...)"), for the class summary's attention list."""
+        return faults_of([{"fault": t.fault, "output": t.output} for t in self.tests])
+
+    @property
+    def label(self) -> str:
+        """The status as grades.csv shows it ("not graded: <reason>")."""
+        return self.row().label
 
     def row(self) -> GradeRow:
         """This student's grades.csv row (the same one `dlgrade grade` writes)."""
@@ -138,7 +165,24 @@ def _test(top: dict[str, Any], detail: dict[str, Any], index: int) -> Test:
                 score=_num(top.get("score")), max_score=_num(top.get("max_score")),
                 status=_text(top.get("status") or ("passed" if _num(top.get("score")) >= _num(top.get("max_score")) else "failed")),
                 output=_text(top.get("output")), visibility=visibility,
-                diagnosis=_text(diagnosis) if diagnosis else None, seconds=_num(detail.get("seconds")), extra=extra)
+                diagnosis=_text(diagnosis) if diagnosis else None, seconds=_num(detail.get("seconds")), extra=extra,
+                fault=fault if (fault := _text(detail.get("fault"))) in FAULTS else "")
+
+
+def read_answers(folder: Path) -> tuple[Answer, ...]:
+    """The written answers intake found in a student's notebooks (``graded/notebooks.json``); () when none or unreadable."""
+    try:
+        data = json.loads((folder / "graded" / "notebooks.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ()
+    found: list[Answer] = []
+    for nb in data if isinstance(data, list) else []:
+        answers, cells = _dict(_dict(nb).get("answers")), _dict(_dict(nb).get("answer_cells"))
+        for question, text in answers.items():
+            where = cells.get(question)
+            numbers = tuple(int(n) for n in where if isinstance(n, int)) if isinstance(where, list) else ()
+            found.append(Answer(_text(nb.get("notebook")), _text(question), numbers, _text(text)[:20_000]))
+    return tuple(found)
 
 
 def read_student(folder: Path) -> Student | Unreadable:
@@ -165,7 +209,7 @@ def read_student(folder: Path) -> Student | Unreadable:
                    output=_text(data.get("output")), warnings=_texts(extra.get("warnings")),
                    grader_errors=_texts(extra.get("grader_errors")), stdout=stdout,
                    status=_text(extra.get("status")) or ("grader error" if extra.get("grader_errors") else "graded"),
-                   reason=_text(extra.get("reason")))
+                   reason=_text(extra.get("reason")), answers=read_answers(folder))
 
 
 def read_class(results_dir: Path) -> tuple[list[Student], list[Unreadable]]:

@@ -21,7 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 from dlgrade.report import plots
-from dlgrade.report.load import ReportView, Student, Test, Unreadable
+from dlgrade.report.load import Answer, ReportView, Student, Test, Unreadable
 
 _SCORE_LINE = re.compile(r"^.*:\s*[-\d.]+\s*/\s*[-\d.]+\s*points\b.*$")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~!&{}])")
@@ -98,10 +98,23 @@ class StudentView:
     warnings: tuple[str, ...]
     grader_errors: tuple[str, ...]
     stdout: str
+    status: str = "graded"
+    reason: str = ""                 # why it was not graded
+    answers: tuple[Answer, ...] = ()  # instructors only: the written answers, for grading by hand
 
     @property
     def percent(self) -> float:
         return 100.0 * self.score / self.max_score if self.max_score else 0.0
+
+    @property
+    def pending(self) -> bool:
+        """Points exist that this report does not count yet (hidden tests before publication)."""
+        return bool(self.withheld_tests) and not self.release.totals_shown
+
+    @property
+    def assignment_max(self) -> float:
+        """What the whole assignment is worth: the points counted here and those still pending."""
+        return round(self.max_score + (self.withheld_points if self.pending else 0.0), 4)
 
 
 def _status(t: Test) -> str:
@@ -150,7 +163,8 @@ def student_view(s: Student, release: ReportView, parts: dict[str, str], title: 
                        diagnoses=diagnoses, execution_time=s.execution_time, notes=notes, failed_to_grade=s.failed_to_grade,
                        warnings=s.warnings if release.instructor else (),
                        grader_errors=s.grader_errors if release.instructor else (),
-                       stdout=s.stdout if release.instructor else "")
+                       stdout=s.stdout if release.instructor else "", status=s.status, reason=s.reason,
+                       answers=s.answers if release.instructor else ())
 
 
 @dataclass(frozen=True)
@@ -196,6 +210,16 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """A student the course staff must look at: nothing gradable, a grading failure, or code that broke its tests."""
+
+    student: str
+    href: str | None
+    problem: str         # "not graded", "results unreadable", "grader error", "in progress", "code"
+    reason: str
+
+
+@dataclass(frozen=True)
 class SummaryView:
     assignment: str
     title: str
@@ -210,14 +234,23 @@ class SummaryView:
     failed: tuple[Failed, ...]
     parts: dict[str, str]
     csv_links: tuple[tuple[str, str], ...]
+    attention: tuple[Attention, ...] = ()
+
+    @property
+    def not_graded(self) -> tuple[Attention, ...]:
+        return tuple(a for a in self.attention if a.problem == "not graded")
+
+    @property
+    def code_problems(self) -> tuple[Attention, ...]:
+        return tuple(a for a in self.attention if a.problem == "code")
 
 
 def summary_view(students: list[Student], unreadable: list[Unreadable], parts: dict[str, str], title: str,
                  hrefs: dict[str, str], csv_links: tuple[tuple[str, str], ...]) -> SummaryView:
     graded = [s for s in students if not s.failed_to_grade]
     rows = tuple(ClassRow(s.student, hrefs[s.folder], s.score, s.max_score, s.execution_time,
-                          "failed to grade" if s.failed_to_grade else "graded", len({t.diagnosis for t in s.tests if t.diagnosis}))
-                 for s in students)
+                          _class_status(s), len({t.diagnosis for t in s.tests if t.diagnosis}))
+                 for s in sorted(students, key=lambda s: (not s.not_graded, not s.failed_to_grade)))  # stable: by name within
     percents = [r.percent for r in rows if r.status == "graded"]
     per_test: dict[str, list[Test]] = defaultdict(list)
     first: dict[str, Test] = {}
@@ -234,16 +267,46 @@ def summary_view(students: list[Student], unreadable: list[Unreadable], parts: d
             if t.diagnosis:
                 diag[t.diagnosis].add(s.student)
     diagnoses = sorted((DiagnosisCount(d, tuple(sorted(who))) for d, who in diag.items()), key=lambda d: (-len(d.students), d.diagnosis))
-    failed = [Failed(s.student, hrefs[s.folder], (s.grader_errors[0].strip().splitlines() or ["grading failed"])[-1][:300]
-                     if s.grader_errors else "the results hold no tests") for s in students if s.failed_to_grade]
+    failed = [Failed(s.student, hrefs[s.folder], _failure(s)) for s in students if s.failed_to_grade]
     failed += [Failed(u.folder, None, u.reason) for u in unreadable]
+    # not graded first (listed before anything else), then what broke grading, then code that broke its tests
+    order = {"not graded": 0, "results unreadable": 1, "grader error": 2, "in progress": 3}
+    by_name = {s.student: s for s in students}
+    attention = sorted((Attention(f.student, f.href, _problem(by_name.get(f.student) if f.href else None), f.reason)
+                        for f in failed), key=lambda a: (order.get(a.problem, 4), a.student))
+    attention += [Attention(s.student, hrefs[s.folder], "code", "; ".join(s.faults)) for s in students
+                  if s.faults and not s.failed_to_grade]
     return SummaryView(assignment=next((s.assignment for s in students if s.assignment), ""), title=title,
                        seeds=tuple(sorted({s.seed for s in students})), rows=rows,
                        histogram=Markup(h) if (h := plots.histogram(percents)) else None,
                        mean=statistics.fmean(percents) if percents else 0.0, median=statistics.median(percents) if percents else 0.0,
                        rates=tuple(rates), diagnoses=tuple(diagnoses),
                        slowest=tuple(sorted(rows, key=lambda r: -r.seconds)[:5]), failed=tuple(failed), parts=parts,
-                       csv_links=csv_links)
+                       csv_links=csv_links, attention=tuple(attention))
+
+
+def _class_status(s: Student) -> str:
+    if s.not_graded or s.status == "in progress":
+        return s.label
+    return "failed to grade" if s.failed_to_grade else "graded"
+
+
+def _failure(s: Student) -> str:
+    if s.reason:
+        return s.reason
+    if s.grader_errors:
+        return (s.grader_errors[0].strip().splitlines() or ["grading failed"])[-1][:300]
+    if s.status == "in progress":
+        return "grading was cut off; run dlgrade grade again to finish it"
+    return "the results hold no tests"
+
+
+def _problem(s: Student | None) -> str:
+    if s is None:
+        return "results unreadable"
+    if s.not_graded:
+        return "not graded"
+    return "in progress" if s.status == "in progress" else "grader error"
 
 
 def _num_key(number: str) -> tuple[int, ...]:
