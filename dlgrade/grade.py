@@ -7,6 +7,7 @@ import multiprocessing
 import multiprocessing.util
 import os
 import secrets
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -223,7 +224,14 @@ def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Pa
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts,))
     try:
-        futures = {pool.submit(_pool_grade, cfg, p, seed, out_root, opts.device): p for p in todo}
+        # The pool's processes start while submitting; they inherit a blocked SIGINT, so Ctrl-C never reaches them
+        # (not even while they import torch): this process handles it and stops them. A Ctrl-C meanwhile is delivered here
+        # once unblocked.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            futures = {pool.submit(_pool_grade, cfg, p, seed, out_root, opts.device): p for p in todo}
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         for fut in cf.as_completed(futures):
             try:
                 report(*fut.result())

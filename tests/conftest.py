@@ -258,11 +258,16 @@ def require_docker() -> None:
     pytest.skip(problem)
 
 
+# Every container this test session makes (in-process or from a `dlgrade` subprocess, which inherits the environment)
+# carries this tag: counting containers then counts only ours, beside other sessions and other docker users.
+SESSION_TAG = os.environ.setdefault("DLGRADE_CONTAINER_TAG", f"pytest-{os.getpid()}-{os.urandom(4).hex()}")
+
+
 def docker_containers(batch: str | None = None) -> list[str]:
-    """Ids of the dlgrade worker containers that exist (running or not), of one batch or all."""
+    """Ids of the dlgrade worker containers that exist (running or not): of one batch, or all of this test session's."""
     import docker
 
-    label = f"dlgrade.batch={batch}" if batch else "dlgrade.worker"
+    label = f"dlgrade.batch={batch}" if batch else f"dlgrade.tag={SESSION_TAG}"
     return [c.short_id for c in docker.from_env().containers.list(all=True, filters={"label": [label]})]
 
 

@@ -42,6 +42,7 @@ WORKER_CODE_MOUNT = "/opt/dlgrade"
 RUNTIME_ALLOWANCE_MB = 512
 OWNER_LABEL = "dlgrade.owner"    # host:pid of the grading process that made the container
 BATCH_ENV = "DLGRADE_BATCH_ID"  # set by grade_batch for all of a batch's processes
+TAG_ENV = "DLGRADE_CONTAINER_TAG"  # optional: label dlgrade.tag on every container (a test session, a CI job) to count its own
 MAX_OUTPUT = 1 << 20
 
 
@@ -327,6 +328,8 @@ class DockerBackend:
         self.client = client or client_from_env()
         self.batch = os.environ.get(BATCH_ENV) or uuid.uuid4().hex[:12]
         self.labels = {"dlgrade.worker": "1", "dlgrade.batch": self.batch, OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+        if os.environ.get(TAG_ENV):
+            self.labels["dlgrade.tag"] = os.environ[TAG_ENV]
         self.tmp = Path(tempfile.mkdtemp(prefix="dlgrade-docker-"))
         self.tmp.chmod(0o755)
         self.code_dir = worker_code_dir(self.tmp / "code")

@@ -248,7 +248,10 @@ class ProcessBackend:
         env.update({"MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1",
                     "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
         args = [sys.executable, "-m", "dlgrade.worker.zygote", str(theirs.fileno())] + ([] if self.namespaces else ["--no-namespaces"])
-        self._zygote = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env, cwd="/")
+        # a session of its own: Ctrl-C in the terminal is the grader's to handle (it stops the zygote), and never reaches
+        # the zygote while it is still importing torch; it dies with the grader all the same (PR_SET_PDEATHSIG)
+        self._zygote = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env, cwd="/",
+                                        start_new_session=True)
         theirs.close()
         ready = ours.recv(65536)  # what the zygote could set up for its workers
         if not ready:
