@@ -25,7 +25,7 @@ from dlgrade.release import write_zip
 TEMPLATES = Path("gradescope_bundle")
 EXECUTABLE = ("setup.sh", "run_autograder")            # mode 755 in the zip
 SHIPPED = (*EXECUTABLE, "dlgrade_gradescope.py")        # templates copied to the zip's root
-RUNTIME = ("torch", "numpy", "pytest", "pyseccomp", 'tomli; python_version < "3.11"')  # what grading imports
+RUNTIME = ("torch", "numpy", "pytest", "pyseccomp", "nltk", 'tomli; python_version < "3.11"')  # what grading imports
 PYTHONS = ("3.10", "3.11", "3.12")                      # requirement markers are resolved for each
 
 # Gradescope's default container: 768 MB of memory and 0.5 vCPU for the whole run, 10 minutes.

@@ -269,7 +269,7 @@ def test_worker_killing_submission_still_gets_valid_results(autograder: Path, re
     data = submit(autograder, files, namespaces=False)
     check_gradescope(data)
     assert 0 < data["score"] < data["extra_data"]["max_score"]  # the LSTM part is lost, the ViT part is not
-    lstm = [t for t in data["tests"] if t.get("tags") == ["lstm"]]
+    lstm = [t for t in data["tests"] if t.get("tags") == ["lstm"] and t["max_score"] > 0]   # advice tests have no points
     assert lstm and all(t["status"] == "failed" for t in lstm)
 
 

@@ -103,7 +103,7 @@ def test_worker_image_pins_match_the_project() -> None:
     pins = {line.split("==")[0]: line for line in (ROOT / "sandbox/requirements-worker.txt").read_text().split()
             if "==" in line}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    for name in ("torch", "numpy"):
+    for name in ("torch", "numpy", "nltk"):
         assert pins[name] in project, f"sandbox/requirements-worker.txt pins {pins[name]}, pyproject.toml does not"
 
 
@@ -234,7 +234,8 @@ def test_container_holds_no_hidden_tests_or_reference(engine: None) -> None:
     assert report["tmp_writable"] is True
     # what the container sees of the host: its own mounts only, no engine socket, none of the grader's environment
     allowed = {"/", "/tmp", "/dev", "/dev/shm", "/dev/pts", "/dev/mqueue", "/dev/console", "/proc", "/sys", "/sys/fs/cgroup",
-               "/submission", "/opt/dlgrade", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/sbin/docker-init"}
+               "/submission", "/opt/dlgrade", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/sbin/docker-init",
+               "/usr/sbin/docker-init"}  # docker-init (tini, --init): /sbin or /usr/sbin, as the engine installs it
     unexpected = [m for m in report["mounts"] if m not in allowed and not m.startswith(("/proc/", "/sys/", "/dev/"))]
     assert unexpected == [], unexpected
     assert report["sockets"] == []

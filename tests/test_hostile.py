@@ -98,6 +98,9 @@ def zipped_project(cfg, path: Path) -> None:  # type: ignore[no-untyped-def]
             zf.writestr(zipfile.ZipInfo(name), data)
 
 
+NOT_GRADED = {"no_files"}   # fixtures with nothing gradable
+
+
 @dataclass(frozen=True)
 class Batch:
     sandbox: str
@@ -127,7 +130,7 @@ def batch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         materialise(cfg, fixture, base / ("serial" if fixture.serial else "submissions"), placeholders)
     zipped_project(cfg, base / "submissions" / f"{ZIPPED}.zip")
     limits = ("--seed", str(SEED), "--call-timeout", str(CALL_TIMEOUT), "--submission-timeout", str(SUBMISSION_TIMEOUT),
-              "--sandbox", sandbox, "--no-report")
+              "--sandbox", sandbox, "--no-report", "--allow-broken")  # no_files cannot be graded
     try:
         parallel = grade_cli(base / "submissions", out, *limits, "--jobs", "2", timeout=1200)
         serial = grade_cli(base / "serial", out_serial, *limits, timeout=600)
@@ -203,7 +206,14 @@ def test_batch_wrote_exactly_the_expected_files(batch: Batch) -> None:
             data = json.loads((out / row["student_id"] / "results.json").read_text())
             assert float(row["total"]) == pytest.approx(data["score"])
             assert float(row["max_score"]) == pytest.approx(data["extra_data"]["max_score"])
-            assert row["seed"] == str(SEED) and row["status"] == "graded"
+            assert row["seed"] == str(SEED)
+            # a folder without the files asked for is "not graded", with the reason, in the CSV and on the console
+            if row["student_id"] in NOT_GRADED:
+                assert row["status"].startswith("not graded: none of the files this assignment asks for"), row
+                run = batch.runs[row["student_id"]]
+                assert f"dlgrade: {row['student_id']}: not graded: none of the files" in run.stderr, run.stderr[-2000:]
+            else:
+                assert row["status"] == "graded", row
 
 
 def test_zipped_project_grades_like_the_reference(batch: Batch) -> None:
@@ -249,7 +259,8 @@ def test_network_stayed_closed(batch: Batch) -> None:
 def test_import_failure_is_remembered(batch: Batch) -> None:
     """A module whose import hangs costs one time-out for the whole submission, not one per test."""
     data = batch.results("infinite_loop_at_import")
-    assert data["execution_time"] < 4 * CALL_TIMEOUT + 15
+    # one time-out per test would take len(tests) * CALL_TIMEOUT; the count below is what proves it, the time is a loose bound
+    assert data["execution_time"] < len(data["tests"]) * CALL_TIMEOUT / 3
     slow = [t for t in data["extra_data"]["tests"] if t["seconds"] >= CALL_TIMEOUT - 1 and "time limit" in t["output"]]
     assert len(slow) <= 1, [t["nodeid"] for t in slow]
 

@@ -38,7 +38,7 @@ def test_validate_proves_the_suite(tmp_path: Path) -> None:
                          cwd=ROOT, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-3000:]
     cases = {c["name"]: c for c in json.loads((tmp_path / "seq2seq_translation" / "validate" / "validate.json").read_text())}
-    assert set(cases) == {"reference", "skeleton", *(f"bug-{b}" for b in BUGS)}
+    assert set(cases) == {"spec tags", "reference", "skeleton", *(f"bug-{b}" for b in BUGS)}
     assert all(c["ok"] for c in cases.values())
     assert cases["reference"]["score"] == cases["reference"]["max_score"] > 0
     assert cases["skeleton"]["score"] == 0
