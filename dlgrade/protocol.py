@@ -20,6 +20,7 @@ import math
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ _HEAD = struct.Struct(">4sIQ")
 MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
 MAX_TENSORS = 100_000
+CHECK_EVERY_S = 0.25   # how often a receive with a check (Channel.recv) calls it while waiting
 
 DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
@@ -209,20 +211,23 @@ class Channel:
                 raise
             raise PeerClosed(str(exc)) from None
 
-    def _recv_exact(self, n: int, deadline: float | None) -> bytes:
+    def _recv_exact(self, n: int, deadline: float | None, check: Callable[[], None] | None) -> bytes:
         chunks = bytearray()
         while len(chunks) < n:
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RecvTimeout("deadline passed")
-                self.sock.settimeout(left)
+                self.sock.settimeout(min(left, CHECK_EVERY_S) if check is not None else left)
             else:
-                self.sock.settimeout(None)
+                self.sock.settimeout(CHECK_EVERY_S if check is not None else None)
             try:
                 chunk = self.sock.recv(min(n - len(chunks), 1 << 20))
             except TimeoutError:
-                raise RecvTimeout("deadline passed") from None
+                if check is None:
+                    raise RecvTimeout("deadline passed") from None
+                check()  # raises RecvTimeout when the caller's other limit (the worker's CPU time) is used up
+                continue
             except (ConnectionResetError, OSError) as exc:
                 raise PeerClosed(str(exc)) from None
             if not chunk:
@@ -230,15 +235,17 @@ class Channel:
             chunks += chunk
         return bytes(chunks)
 
-    def recv(self, deadline: float | None = None) -> dict[str, Any]:
-        head = self._recv_exact(_HEAD.size, deadline)
+    def recv(self, deadline: float | None = None, check: Callable[[], None] | None = None) -> dict[str, Any]:
+        """The next frame. ``deadline`` (time.monotonic()) bounds the wait; ``check``, when given, is called about every
+        CHECK_EVERY_S seconds while nothing arrives and may raise RecvTimeout to end the wait early."""
+        head = self._recv_exact(_HEAD.size, deadline, check)
         magic, n_text, n_payload = _HEAD.unpack(head)
         if magic != MAGIC:
             raise ProtocolError("bad frame magic (protocol version mismatch or garbage)")
         if n_text > MAX_JSON_BYTES or n_payload > MAX_PAYLOAD_BYTES:
             raise ProtocolError("frame too large")
-        text = self._recv_exact(n_text, deadline)
-        payload = self._recv_exact(n_payload, deadline) if n_payload else b""
+        text = self._recv_exact(n_text, deadline, check)
+        payload = self._recv_exact(n_payload, deadline, check) if n_payload else b""
         return decode(text, payload)
 
     def close(self) -> None:

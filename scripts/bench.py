@@ -177,8 +177,11 @@ class _MeasuredWorker:
     def info(self) -> dict[str, Any]:
         return self.inner.info  # type: ignore[no-any-return]
 
-    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def request(self, message: dict[str, Any], timeout: Any) -> dict[str, Any]:
         return self.inner.request(message, timeout)  # type: ignore[no-any-return]
+
+    def cpu_seconds(self) -> float | None:
+        return self.inner.cpu_seconds()  # type: ignore[no-any-return]
 
     def output(self, limit: int = 20_000) -> str:
         return self.inner.output(limit)  # type: ignore[no-any-return]

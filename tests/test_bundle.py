@@ -300,6 +300,44 @@ def test_a_run_that_overruns_its_budget_still_leaves_valid_results(autograder: P
     assert "did not finish within 2 s" in data["output"]
 
 
+HANG_IN_VIT = "        patches = self.get_patches(x, self.patch_size)  # (B, N, C*p*p)\n"
+
+
+def test_a_run_stopped_by_its_time_limit_reports_the_tests_it_finished(autograder: Path, reference: dict[str, bytes]) -> None:
+    """The whole-run timeout mid-suite: finished tests keep their scores, the rest score 0 and say why.
+
+    VisionTransformer.forward never returns: the LSTM, LayerNorm and attention tests (they run first) pass, then
+    the first ViT test hangs until the run's time limit stops the engine (its call limit, 60 s, is longer).
+    """
+    assert HANG_IN_VIT.encode() in reference["vit_solution.py"]
+    files = {**reference, "vit_solution.py": reference["vit_solution.py"].replace(
+        HANG_IN_VIT.encode(), b"        while True:\n            pass\n" + HANG_IN_VIT.encode())}
+    meta = autograder / "source" / "bundle.json"
+    saved = meta.read_text()
+    meta.write_text(saved.replace('"run_timeout_s": 570.0', '"run_timeout_s": 50'))
+    try:
+        data = submit(autograder, files)
+    finally:
+        meta.write_text(saved)
+    check_gradescope(data)
+    tests = data["tests"]
+    assert [t["number"] for t in tests] == [str(i) for i in range(1, len(tests) + 1)], "every test of the suite is listed"
+    passed = [t for t in tests if t["status"] == "passed" and t["max_score"] > 0]
+    not_run = [t for t in tests if t["output"] == "Not run: the autograder's time limit (50 s for the whole run) was reached "
+                                                   "before this test ran."]
+    assert {t["tags"][0] for t in passed} >= {"lstm", "layernorm", "attention"}, [t["name"] for t in passed]
+    assert not_run and all(t["score"] == 0 for t in not_run)
+    # the ViT tests and the threshold tests (run last: the LSTM's training among them) were not run
+    assert "vit" in {t["tags"][0] for t in not_run} and {t["tags"][0] for t in not_run} <= {"vit", "lstm"}
+    assert len(passed) + len(not_run) == len([t for t in tests if t["max_score"] > 0]), "no test failed otherwise"
+    assert data["score"] == sum(t["score"] for t in passed) > 0
+    assert data["extra_data"]["status"] == "stopped" and data["extra_data"]["complete"] is True
+    assert "Grading was stopped: the autograder's time limit (50 s" in data["output"]
+    assert data["extra_data"]["gradescope"]["submission_id"] == 1001
+    ps = subprocess.run(["ps", "-u", WORKER, "-o", "pid="], capture_output=True, text=True)
+    assert not ps.stdout.strip(), f"processes of {WORKER} outlived the run: {ps.stdout}"
+
+
 def test_a_missing_installation_still_leaves_valid_results(autograder: Path, reference: dict[str, bytes]) -> None:
     venv = autograder / "dlgrade-venv"
     venv.rename(venv.with_name("venv-away"))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import pickle
 import random
+import shutil
 import socket
 import struct
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -389,8 +392,15 @@ def test_stdio_worker_keeps_student_prints_off_the_protocol_stream() -> None:
 
     from dlgrade.protocol import _HEAD, decode, encode
 
+    # As in a container: the submission is a mounted folder, and a worker started as root drops to the user it is told
+    sub = Path(tempfile.mkdtemp(prefix="dlgrade-stdio-"))
+    (sub / "m.py").write_text("print('student noise')\ndef double(x):\n    return x * 2\n")
+    (sub / "tmp").mkdir(mode=0o1777)
+    (sub / "tmp").chmod(0o1777)   # its work dir is made here (a container's is its own /tmp), and removed with sub
+    sub.chmod(0o755)
+    (sub / "m.py").chmod(0o644)
     proc = subprocess.Popen([sys.executable, "-m", "dlgrade.worker.main"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(sub / "tmp")})
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
 
     def ask(message: dict) -> dict:  # type: ignore[type-arg]
@@ -399,15 +409,17 @@ def test_stdio_worker_keeps_student_prints_off_the_protocol_stream() -> None:
         _, n_text, n_payload = _HEAD.unpack(proc.stdout.read(_HEAD.size))  # type: ignore[union-attr]
         return decode(proc.stdout.read(n_text), proc.stdout.read(n_payload) if n_payload else b"")  # type: ignore[union-attr]
 
-    source = bytearray(b"print('student noise')\ndef double(x):\n    return x * 2\n")
+    config: dict = {"modules": ["m"], "isolate": False, "submission_dir": str(sub)}  # type: ignore[type-arg]
+    if os.geteuid() == 0:
+        config.update(worker_uid=65534, worker_gid=65534)
     try:
-        hello = ask({"op": "hello", "config": {"modules": ["m"], "isolate": False},
-                     "files": {"m.py": torch.frombuffer(source, dtype=torch.uint8)}})
+        hello = ask({"op": "hello", "config": config, "files": {}})
         assert hello["ok"]
         reply = ask({"op": "call", "target": "m.double", "args": [torch.ones(3)]})
         assert reply["ok"] and torch.equal(reply["value"], torch.full((3,), 2.0))
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+        shutil.rmtree(sub, ignore_errors=True)
     assert proc.returncode == 0
     assert b"student noise" in proc.stderr.read()

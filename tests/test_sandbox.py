@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -303,6 +304,69 @@ def test_call_timeout_kills_the_worker_and_a_new_one_serves_the_next_call(backen
         assert sub.worker is not None and sub.worker.info["pid"] != first and sub.restarts == 2
     finally:
         sub.close()
+
+
+class CpuHogs:
+    """Busy processes on every core (a loaded machine: other students graded at -j N, other users' work). Each in a
+    session of its own, as separate jobs are: with the kernel's autogroup scheduling, processes of one session share
+    one CPU share, and the worker (in a session of its own too) would barely notice them."""
+
+    def __init__(self, count: int) -> None:
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+                      for _ in range(count)]
+
+    def __enter__(self) -> CpuHogs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_limits_count_cpu_time_so_a_busy_machine_fails_no_one(backend: ProcessBackend) -> None:
+    """0.6 s of computing under a 1 s limit, with far more busy processes than cores beside it: the call takes well over
+    1 s of wall-clock time, and passes, because the limit counts the worker's CPU time. An endless loop still stops at
+    its limit of CPU time; code that sleeps is stopped by the wall-clock backstop (4 times the limit)."""
+    sub = submission(backend, """
+        import time
+
+
+        def compute(seconds):
+            end = time.process_time() + seconds
+            while time.process_time() < end:
+                pass
+            return time.process_time()
+
+
+        def spin():
+            while True:
+                pass
+
+
+        def wait():
+            time.sleep(3600)
+        """, call_timeout=1.0)
+    try:
+        sub.call("m.compute", 0.0)   # the worker is up (its start is not the call's)
+        with CpuHogs(2 * (os.cpu_count() or 1)):   # the worker gets about 2/5 of a core
+            time.sleep(0.3)
+            started = time.monotonic()
+            sub.call("m.compute", 0.6)
+            busy_wall = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(LimitExceeded, match="time limit of 1 s of CPU time"):
+            sub.call("m.spin")
+        spin_wall = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(LimitExceeded, match="wall-clock time"):
+            sub.call("m.wait")
+        waited = time.monotonic() - started
+    finally:
+        sub.close()
+    assert busy_wall > 1.0, f"the machine was not busy enough to show anything ({busy_wall:.2f} s)"
+    assert 1.0 <= spin_wall < 4.0, spin_wall
+    assert 3.5 < waited < 8.0, waited
 
 
 def test_student_prints_do_not_reach_the_protocol(backend: ProcessBackend) -> None:

@@ -27,6 +27,7 @@ from dlgrade.errors import (
 from dlgrade.notebook import Extracted, map_locations
 from dlgrade.protocol import Handle
 from dlgrade.sandbox import Backend, Worker, WorkerSpec
+from dlgrade.sandbox.budget import WALL_FACTOR, CallClock
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,13 @@ class Submission:
         self.backend = backend
         self.spec = spec
         self.call_timeout = call_timeout
+        # A test's and a call's limits count the worker's CPU time (dlgrade.sandbox.budget): the test's allowance shrinks
+        # by what each call used, and wall-clock time only backs it up, at WALL_FACTOR times the limit. The whole
+        # submission's budget is wall-clock time: it bounds how long a student holds the grader (Gradescope's run limit).
         self.budget_end = time.monotonic() + submission_timeout
         self.submission_timeout = submission_timeout
         self.test_end: float | None = None
+        self.test_left = 0.0
         self.recipe_source = recipe_source
         self.worker: Worker | None = None
         self.generation = 0
@@ -75,6 +80,7 @@ class Submission:
         self.forbidden_used: set[tuple[str, str]] = set()   # (rule id, API) seen at run time in the worker
         self.mutated: tuple[str, ...] = ()                   # the arguments the last call wrote into
         self.warnings: list[str] = []
+        self.leftovers: list[str] = []                       # one line per worker that left processes running
         self.restarts = 0
         self.notebooks: Mapping[str, Extracted] = {}          # submitted notebooks, to point messages at their cells
         self._outputs: list[str] = []
@@ -82,23 +88,34 @@ class Submission:
     # ------------------------------------------------------------------ lifecycle
 
     def begin_test(self, time_limit: float) -> None:
-        self.test_end = time.monotonic() + time_limit
+        self.test_end = time.monotonic() + time_limit * WALL_FACTOR
+        self.test_left = time_limit
 
-    def _timeout(self, op: str) -> float:
+    def _limits(self, op: str) -> tuple[float, float]:
+        """(the call's allowance of the worker's CPU time, the wall-clock time it must end by)."""
         now = time.monotonic()
-        left = self.budget_end - now
-        if left <= 0:
+        if now >= self.budget_end:
             raise LimitExceeded(f"the time budget for the whole submission ({self.submission_timeout:g} s) is used up")
+        left, end = self.budget_end - now, self.budget_end
         if self.test_end is not None and op != "import":  # a fresh worker's imports are not the test's doing
-            test_left = self.test_end - now
-            if test_left <= 0:
+            if self.test_left <= 0 or now >= self.test_end:
                 raise LimitExceeded("this test's time limit was used up")
-            left = min(left, test_left)
-        return left if op == "recipe" else min(left, self.call_timeout)
+            left, end = min(left, self.test_left), min(end, self.test_end)
+        return (left if op == "recipe" else min(left, self.call_timeout)), end
 
     def _ensure_worker(self) -> Worker:
         if self.worker is not None:
             return self.worker
+        started = time.monotonic()
+        try:
+            return self._start_worker()
+        finally:
+            # starting the sandbox and importing the modules (each import bounded by the call limit on its own) is
+            # not the test's own time: on a loaded machine it must not use up a short test's limit
+            if self.test_end is not None:
+                self.test_end += time.monotonic() - started
+
+    def _start_worker(self) -> Worker:
         if self.restarts >= 25:
             raise WorkerCrashed("the worker was restarted too many times; grading of this submission stopped")
         self.restarts += 1
@@ -118,13 +135,16 @@ class Submission:
                 pass  # recorded by the worker; reported when the module is used
             except (LimitExceeded, WorkerCrashed, BadAnswer) as exc:
                 self.import_failures[module] = SubmissionImportError(f"{module}.py could not be imported: {exc}")
-                return self._ensure_worker()
+                return self._start_worker()
         return worker
 
     def _drop_worker(self) -> None:
         if self.worker is not None:
             self._outputs.append(self.worker.output())
             self.worker.close()
+            # processes the submission left running, which closing the worker killed (the sandbox reports them)
+            notes = self.worker.info.get("leftovers", [])
+            self.leftovers += [str(n)[:500] for n in notes[:5]] if isinstance(notes, list) else []
             self.worker = None
 
     def close(self) -> None:
@@ -144,15 +164,20 @@ class Submission:
         assert worker is not None
         if isinstance(qualname, str) and qualname.split(".")[0] in self.import_failures:  # failed while starting it
             raise self.import_failures[qualname.split(".")[0]]
-        timeout = self._timeout(str(message.get("op")))
+        op = str(message.get("op"))
+        limit, end = self._limits(op)
+        clock = CallClock(limit, worker.cpu_seconds, end)
         try:
-            reply = worker.request(message, timeout)
+            reply = worker.request(message, clock)
         except LimitExceeded as exc:
             self._drop_worker()
             raise LimitExceeded(f"{what}: {exc}") from None
         except (WorkerCrashed, BadAnswer) as exc:
             self._drop_worker()
             raise type(exc)(f"{what}: {exc}") from None
+        finally:
+            if op != "import":
+                self.test_left -= clock.spent()
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             raise BadAnswer(f"{what}: the worker's answer is malformed")
         for use in reply.get("forbidden_used", []) or []:

@@ -2,13 +2,17 @@
 
 Each backend starts a :class:`Worker` for a :class:`WorkerSpec`. A worker answers requests
 (see ``dlgrade.worker.dispatch``) and enforces time limits from outside: a request that
-does not come back in time kills the worker and raises ``LimitExceeded``.
+does not come back in time kills the worker and raises ``LimitExceeded``. Limits count the worker's CPU time
+where the backend can read it, with a wall-clock backstop (``dlgrade.sandbox.budget``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from dlgrade.sandbox.budget import CallClock
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,9 @@ class WorkerSpec:
 class Worker(Protocol):
     info: dict[str, Any]
 
-    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]: ...
+    def request(self, message: dict[str, Any], timeout: float | CallClock) -> dict[str, Any]: ...
+
+    def cpu_seconds(self) -> float | None: ...   # CPU time the worker has used (None: unknown; limits fall back to wall time)
 
     def output(self, limit: int = 20_000) -> str: ...
 
@@ -55,7 +61,9 @@ def get_backend(name: str, **options: Any) -> Backend:
     cannot isolate (not root and no user namespaces); the other options are ignored where they do not apply."""
     if name == "process":
         from dlgrade.sandbox.process import ProcessBackend
-        return ProcessBackend(allow_unisolated=options.get("allow_unisolated"))
+        backend = ProcessBackend(allow_unisolated=options.get("allow_unisolated"))
+        backend.warm()   # the zygote imports torch while the grader gets ready
+        return backend
     if name == "inprocess":
         from dlgrade.sandbox.inprocess import InProcessBackend
         return InProcessBackend()

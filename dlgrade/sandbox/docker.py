@@ -1,8 +1,12 @@
 """The `docker` backend: one fresh container per submission, reached over its stdin/stdout.
 
-Each container runs only the worker (``python -m dlgrade.worker.main``) as an unprivileged
-user, with no network, a read-only root filesystem, a tmpfs for /tmp, no capabilities,
-``no-new-privileges`` and memory, process and CPU limits. Two read-only bind mounts are all
+Each container runs only the worker (``python -m dlgrade.worker.main``), under Docker's init and
+``timeout`` (a hard lifetime); those two stay root, and the worker drops to an unprivileged user
+(``WORKER_USER``) and loads its seccomp filter before any student code runs, so that it cannot signal
+or ptrace them. No network, a read-only root filesystem, a tmpfs for /tmp, no capability (but
+SETUID, SETGID and SETPCAP, all gone with the drop, bounding set included), ``no-new-privileges``
+and memory, process and CPU limits.
+Two read-only bind mounts are all
 it sees of the host: the worker code (``dlgrade/__init__.py``, ``protocol.py``, ``worker/``,
 copied once per backend) and the directory holding this one submission. Hidden tests,
 reference solutions and results never enter it.
@@ -25,6 +29,8 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +38,12 @@ from typing import Any
 from dlgrade.errors import BadAnswer, LimitExceeded, SandboxUnavailable, WorkerCrashed
 from dlgrade.protocol import Channel, PeerClosed, ProtocolError, RecvTimeout
 from dlgrade.sandbox import WorkerSpec
+from dlgrade.sandbox.budget import CallClock, cgroup_cpu_reader
 
 CPU_IMAGE = "dlgrade-sandbox:cpu"
 GPU_IMAGE = "dlgrade-sandbox:gpu"
-WORKER_USER = "10001:10001"
+WORKER_USER = "10001:10001"   # the worker's uid:gid; the container starts as root (no capability but these two) to drop to it
+CONTAINER_CAPS = ["SETUID", "SETGID", "SETPCAP"]   # the worker's drop to WORKER_USER, and emptying its bounding set
 SUBMISSION_MOUNT = "/submission"
 WORKER_CODE_MOUNT = "/opt/dlgrade"
 # Memory of the container = the assignment's memory limit + what Python and torch take at rest.
@@ -120,7 +128,9 @@ def container_config(spec: WorkerSpec, opts: DockerOptions, submission_dir: str,
         "image": opts.image_name,
         "entrypoint": ["timeout", "-s", "KILL", f"{lifetime}s", "python", "-m", "dlgrade.worker.main"],
         "stdin_open": True, "tty": False, "detach": True,
-        "user": WORKER_USER,
+        # the container's init and `timeout` run as root and the worker drops to WORKER_USER before any student code
+        # runs, so that the submission cannot signal, ptrace or read the memory of the processes that watch it
+        "user": "0:0",
         "network_mode": "none",
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={opts.tmp_mb}m,mode=1777", "/dev/shm": "rw,nosuid,nodev,size=64m"},
@@ -130,7 +140,7 @@ def container_config(spec: WorkerSpec, opts: DockerOptions, submission_dir: str,
         "mem_limit": f"{mem_mb}m", "memswap_limit": f"{mem_mb}m",
         "pids_limit": opts.pids if opts.pids is not None else spec.processes,
         "nano_cpus": int(cpus * 1e9),
-        "cap_drop": ["ALL"],
+        "cap_drop": ["ALL"], "cap_add": CONTAINER_CAPS,
         "security_opt": ["no-new-privileges"],
         "ulimits": [Ulimit(name="fsize", soft=file_bytes, hard=file_bytes), Ulimit(name="core", soft=0, hard=0),
                     Ulimit(name="nofile", soft=256, hard=256)],
@@ -216,7 +226,7 @@ class _Container:
     def __init__(self, backend: DockerBackend, spec_template: WorkerSpec) -> None:
         self.backend = backend
         self.slot = Path(tempfile.mkdtemp(prefix="slot-", dir=backend.tmp))
-        self.slot.chmod(0o755)
+        self._hand_over(self.slot)
         self.output = bytearray()
         self.created = time.monotonic()
         cfg = container_config(spec_template, backend.opts, str(self.slot), backend.code_dir, backend.labels)
@@ -238,7 +248,17 @@ class _Container:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         for path in [self.slot, *self.slot.rglob("*")]:
+            self._hand_over(path)
+
+    def _hand_over(self, path: Path) -> None:
+        """Make a file of the submission readable by the container's user only, where the engine runs as root and
+        maps no user namespace (else by everyone, read-only): other users of the host never read a student's files."""
+        uid = self.backend.slot_owner
+        if uid is None:
             path.chmod(0o755 if path.is_dir() else 0o644)
+            return
+        os.chown(path, uid, uid)
+        path.chmod(0o500 if path.is_dir() else 0o400)
 
     def state(self) -> dict[str, Any]:
         try:
@@ -268,6 +288,25 @@ class _Container:
     def running(self) -> bool:
         return bool(self.state().get("Running", False))
 
+    def others(self, worker_pid: Any) -> list[tuple[int, str]]:
+        """(host pid, name) of the container's processes besides its init, ``timeout`` and the worker (pid
+        ``worker_pid`` inside the container): what the submission left running. Read with the engine's ``top`` and
+        this host's /proc; empty where the engine's processes are not visible here (a remote engine)."""
+        from dlgrade.sandbox.process import _comm, _ppid
+
+        try:
+            top = self.container.top()
+            column = top["Titles"].index("PID")
+            pids = [int(row[column]) for row in top.get("Processes") or []]
+        except Exception:
+            return []
+        inside = {pid: _ns_pid(pid) for pid in pids}
+        worker = next((pid for pid, ns in inside.items() if ns == worker_pid), None)
+        if worker is None or not isinstance(worker_pid, int):
+            return []
+        keep = {worker, _ppid(worker)} | {pid for pid, ns in inside.items() if ns == 1}
+        return [(pid, _comm(pid)) for pid in pids if pid not in keep and inside[pid] is not None]
+
     def remove(self) -> None:
         stream = getattr(self, "stream", None)
         if stream is not None:
@@ -285,16 +324,27 @@ class DockerWorker:
         self.box = box
         self.info: dict[str, Any] = {}
         self.alive = True
+        self._cpu: Callable[[], float | None] | None = None   # reads the container's cgroup CPU time
+        self._cpu_looked_up = False
 
-    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the container has used (its cgroup); None where the host does not expose it."""
+        if not self._cpu_looked_up:
+            self._cpu_looked_up = True
+            self._cpu = cgroup_cpu_reader(self.box.container.id)
+        return self._cpu() if self._cpu is not None and self.alive else None
+
+    def request(self, message: dict[str, Any], timeout: float | CallClock) -> dict[str, Any]:
+        """Send one request and wait for its answer; ``timeout`` is wall-clock seconds or a CallClock (CPU time)."""
         if not self.alive:
             raise WorkerCrashed("the worker is no longer running")
+        clock = timeout if isinstance(timeout, CallClock) else CallClock(timeout, None)
         try:
             self.box.channel.send(message)
-            return self.box.channel.recv(time.monotonic() + timeout)
+            return self.box.channel.recv(clock.wall_end, clock.check if clock.cpu_start is not None else None)
         except RecvTimeout:
             self.kill()
-            raise LimitExceeded(f"no answer within the time limit of {timeout:g} s (an infinite loop, or far too slow)") from None
+            raise LimitExceeded(clock.message()) from None
         except PeerClosed:
             self.alive = False
             raise WorkerCrashed(self.box.describe_end()) from None
@@ -310,12 +360,22 @@ class DockerWorker:
     def kill(self) -> None:
         if self.alive:
             self.alive = False
+            self._note_others()
             try:
                 self.box.container.kill()
             except Exception:
                 pass
 
+    def _note_others(self) -> None:
+        found = self.box.others(self.info.get("pid"))
+        if found:
+            from dlgrade.sandbox.process import describe_leftovers
+
+            self.info["leftovers"] = [describe_leftovers(found, "when its worker ended (with its container)")]
+
     def close(self) -> None:
+        if self.alive:  # the worker still answers: whatever else runs in its container is the submission's doing
+            self._note_others()
         self.alive = False
         self.box.backend._remove_later(self.box)
 
@@ -330,8 +390,10 @@ class DockerBackend:
         self.labels = {"dlgrade.worker": "1", "dlgrade.batch": self.batch, OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
         if os.environ.get(TAG_ENV):
             self.labels["dlgrade.tag"] = os.environ[TAG_ENV]
+        self.slot_owner = _slot_owner(self.client)
         self.tmp = Path(tempfile.mkdtemp(prefix="dlgrade-docker-"))
         self.tmp.chmod(0o755)
+        weakref.finalize(self, shutil.rmtree, self.tmp, True)   # also at exit, for a backend never shut down
         self.code_dir = worker_code_dir(self.tmp / "code")
         self.errors: list[str] = []
         self.last_mem_mb = 0
@@ -407,7 +469,9 @@ class DockerBackend:
             raise WorkerCrashed(f"could not start the sandbox container: {exc}") from None
         box.fill(spec.files)
         worker = DockerWorker(box)
-        cfg = {**spec.config(), "submission_dir": SUBMISSION_MOUNT, "isolate": False, "hide": []}
+        uid, gid = (int(v) for v in WORKER_USER.split(":"))
+        cfg = {**spec.config(), "submission_dir": SUBMISSION_MOUNT, "isolate": False, "hide": [],
+               "worker_uid": uid, "worker_gid": gid}
         try:
             reply = worker.request({"op": "hello", "config": cfg, "files": {}}, timeout)
         except Exception:
@@ -433,6 +497,32 @@ class DockerBackend:
             self._discard(box)
         self._warm = None
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _ns_pid(pid: int) -> int | None:
+    """A host process's pid inside its own (innermost) PID namespace; None when it is gone or not visible."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _slot_owner(client: Any) -> int | None:
+    """The host uid of the container's user (WORKER_USER) when this process may hand files to it: as root, with no
+    user-namespace remapping in the engine. None: submission files stay world-readable (read-only) instead."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        options = client.info().get("SecurityOptions") or []
+    except Exception:
+        return None
+    if any("userns" in str(o) or "rootless" in str(o) for o in options):
+        return None
+    return int(WORKER_USER.split(":")[0])
 
 
 def _limits_of(spec: WorkerSpec) -> WorkerSpec:

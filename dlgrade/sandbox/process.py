@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from typing import IO, Any
 
 import torch
@@ -23,6 +25,7 @@ import torch
 from dlgrade.errors import BadAnswer, LimitExceeded, SandboxUnavailable, WorkerCrashed
 from dlgrade.protocol import Channel, PeerClosed, ProtocolError, RecvTimeout
 from dlgrade.sandbox import WorkerSpec
+from dlgrade.sandbox.budget import CallClock, proc_cpu_seconds
 
 UID_BASE = 100_000  # as in dlgrade.worker.confine: a worker confined by root runs as UID_BASE + its pid
 
@@ -60,6 +63,57 @@ def _alive(pid: str) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
         return False
+
+
+def _comm(pid: int) -> str:
+    """A process's name as a plain token (student code sets it: only letters, digits, '.', '_' and '-' are kept)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            name = f.read(64).strip()
+    except OSError:
+        return "?"
+    return "".join(c for c in name if c.isascii() and (c.isalnum() or c in "._-"))[:15] or "?"
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def tree_cpu_seconds(root: int) -> float | None:
+    """CPU seconds of ``root`` and all its live descendants, each with the children it reaped (so a process that
+    ends inside the tree still counts); read from /proc/PID/task/TID/children. None when ``root`` is gone."""
+    total = proc_cpu_seconds(root)
+    if total is None:
+        return None
+    todo, seen = [root], {root}
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+                    total += proc_cpu_seconds(child) or 0.0
+    return total
+
+
+def describe_leftovers(found: list[tuple[int, str]], when: str) -> str:
+    """The line the results keep about processes a submission left running (pids and names, at most ten)."""
+    names = ", ".join(f"{pid} {name}" for pid, name in found[:10]) + (", ..." if len(found) > 10 else "")
+    return f"{len(found)} process(es) started by the submission were still running {when} and were killed ({names})"
 
 
 def sweep(pidns: str | None = None, netns: str | None = None, uid: int | None = None) -> list[int]:
@@ -101,11 +155,6 @@ def sweep(pidns: str | None = None, netns: str | None = None, uid: int | None = 
     return killed
 
 
-def kill_uid(uid: int) -> None:
-    """SIGKILL every process of a dedicated worker user (never root nor the grader's own uid)."""
-    sweep(uid=uid)
-
-
 def worker_identity(user: str | None) -> tuple[int, int] | None:
     """(uid, gid) of the named worker user; None for the default (a uid of its own per worker)."""
     if not user:
@@ -131,16 +180,29 @@ class ProcessWorker:
         self.pidns: str | None = None
         self.netns: str | None = None
         self.uid: int | None = None
+        self.left_running: list[tuple[int, str]] = []   # processes of the submission seen alive as the worker was ended
 
-    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the worker and every live process it started have used: the whole tree under the pid the
+        grader started (its PID namespace's init, so orphans count too), as a container's cgroup counts them. A
+        fork bomb's children are the submission's time as much as the worker's own loop."""
+        if not self.alive:
+            return None
+        pid = self.info.get("pid")
+        return tree_cpu_seconds(self.pid) if self.pidns is not None else \
+            proc_cpu_seconds(pid if isinstance(pid, int) and pid > 0 else self.pid)
+
+    def request(self, message: dict[str, Any], timeout: float | CallClock) -> dict[str, Any]:
+        """Send one request and wait for its answer; ``timeout`` is wall-clock seconds or a CallClock (CPU time)."""
         if not self.alive:
             raise WorkerCrashed("the worker is no longer running")
+        clock = timeout if isinstance(timeout, CallClock) else CallClock(timeout, None)
         try:
             self.channel.send(message)
-            return self.channel.recv(time.monotonic() + timeout)
+            return self.channel.recv(clock.wall_end, clock.check if clock.cpu_start is not None else None)
         except RecvTimeout:
             self.kill()
-            raise LimitExceeded(f"no answer within the time limit of {timeout:g} s (an infinite loop, or far too slow)") from None
+            raise LimitExceeded(clock.message()) from None
         except PeerClosed:
             status = self.backend.wait(self.pid)
             self.alive = False
@@ -158,9 +220,37 @@ class ProcessWorker:
         text = data[:limit].decode("utf-8", "replace")
         return text + ("\n[... output truncated ...]" if len(data) > limit else "")
 
+    def running_besides_worker(self) -> list[tuple[int, str]]:
+        """(pid, name) of the live processes the submission started that its worker would leave behind: the rest of
+        the worker's PID namespace (besides its init), or, without one, the rest of its dedicated uid."""
+        worker = self.info.get("pid")
+        if not isinstance(worker, int) or worker <= 0:
+            return []
+        keep = {self.pid, worker, _ppid(worker)}
+        pidns = None if self.pidns == _ns("self", "pid") else self.pidns   # without a PID namespace of its own: by uid
+        uid = self._own_uid()
+        if pidns is None and uid is None:
+            return []
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in keep or not _alive(entry):
+                continue
+            if (pidns is not None and _ns(entry, "pid") == pidns) or (uid is not None and _uid(entry) == uid):
+                found.append((int(entry), _comm(int(entry))))
+        return sorted(found)
+
+    def _own_uid(self) -> int | None:
+        """The worker's uid when it is the worker's alone (root gave it one), never the grader's."""
+        if os.geteuid() != 0:
+            return None
+        if self.backend.identity:
+            return self.backend.identity[0]
+        return self.uid if (self.uid or 0) >= UID_BASE else None
+
     def kill(self) -> None:
         if self.alive:
             self.alive = False
+            self.left_running += [p for p in self.running_besides_worker() if p not in self.left_running]
             for send in (os.killpg, os.kill):
                 try:
                     send(self.pid, signal.SIGKILL)
@@ -170,20 +260,21 @@ class ProcessWorker:
         self.channel.close()
 
     def close(self) -> None:
-        """End the worker and everything it started; a process found still running afterwards is killed and
-        recorded in ``info["warnings"]`` (and the backend's ``leftovers``)."""
+        """End the worker and everything it started. Processes the submission left running (seen just before the
+        worker was ended, or found afterwards by the sweep) are killed and recorded in ``info["leftovers"]``; the
+        backend's ``leftovers`` keeps what the sweep alone had to kill (the PID namespace should have)."""
         self.kill()
-        uid = None  # a uid is swept only when it is the worker's alone (root gave it one); never the grader's
-        if os.geteuid() == 0:
-            uid = self.backend.identity[0] if self.backend.identity else (self.uid if (self.uid or 0) >= UID_BASE else None)
-        left = sweep(self.pidns, self.netns, uid)
+        left = sweep(self.pidns, self.netns, self._own_uid())
         if left:
-            note = (f"{len(left)} process(es) started by the submission were still running after its worker ended "
-                    f"and were killed (pids {', '.join(map(str, left[:10]))})")
-            self.info.setdefault("warnings", []).append(note)
-            self.backend.leftovers.append(note)
+            self.backend.leftovers.append(describe_leftovers([(p, "?") for p in left], "after the worker's namespace ended"))
+        known = {pid for pid, _ in self.left_running}
+        found = self.left_running + [(p, "?") for p in left if p not in known]
+        if found:
+            self.info["leftovers"] = [describe_leftovers(found, "when its worker ended")]
         self.out.close()
         self.backend._live.pop(self.pid, None)
+        if not self.backend._live:   # no other worker of this backend is running: every work dir left is an ended one's
+            self.backend.clear_work_dirs()
 
 
 UNISOLATED_ENV = "DLGRADE_ALLOW_UNISOLATED"
@@ -238,11 +329,25 @@ class ProcessBackend:
         self.leftovers: list[str] = []   # processes found running after their worker ended (and killed)
         self._zygote: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
+        self._pending: socket.socket | None = None   # a started zygote's socket, before its "ready" was read
         self._live: dict[int, ProcessWorker] = {}
+        # where workers without a file-system view of their own (no namespaces) make their work dirs: a folder of
+        # this backend's (root-owned, not listable by the workers' uids), emptied after each worker and removed at
+        # shutdown, so that no student's files stay in the machine's /tmp
+        self.work_root = tempfile.mkdtemp(prefix="dlgrade-workers-")
+        os.chmod(self.work_root, 0o711)
+        weakref.finalize(self, shutil.rmtree, self.work_root, True)   # also at exit, for a backend never shut down
 
-    def _control_socket(self) -> socket.socket:
-        if self._zygote is not None and self._zygote.poll() is None and self._control is not None:
-            return self._control
+    def warm(self) -> None:
+        """Start the zygote now, without waiting for it: its ``import torch`` (seconds) overlaps with what the grader
+        does before its first worker (reading the submission, collecting the hidden suite)."""
+        if self._zygote is None or self._zygote.poll() is not None:
+            self._spawn_zygote()
+
+    def _spawn_zygote(self) -> None:
+        for sock in (self._control, self._pending):   # a zygote that died: its sockets go with it
+            if sock is not None:
+                sock.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DLGRADE_")}
         env.update({"MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1",
@@ -253,6 +358,15 @@ class ProcessBackend:
         self._zygote = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env, cwd="/",
                                         start_new_session=True)
         theirs.close()
+        self._control, self._pending = None, ours
+
+    def _control_socket(self) -> socket.socket:
+        if self._zygote is not None and self._zygote.poll() is None and self._control is not None:
+            return self._control
+        if self._pending is None or self._zygote is None or self._zygote.poll() is not None:
+            self._spawn_zygote()
+        assert self._pending is not None
+        ours, self._pending = self._pending, None
         ready = ours.recv(65536)  # what the zygote could set up for its workers
         if not ready:
             raise WorkerCrashed("the sandbox's zygote process died while starting")
@@ -290,7 +404,7 @@ class ProcessBackend:
         self._live[pid] = worker
         files = {k: torch.frombuffer(bytearray(v), dtype=torch.uint8) if v else torch.empty(0, dtype=torch.uint8)
                  for k, v in spec.files.items()}
-        config = {**spec.config(), "namespaces": self.namespaces}
+        config = {**spec.config(), "namespaces": self.namespaces, "work_root": self.work_root}
         if self.identity is not None:
             config.update(worker_uid=self.identity[0], worker_gid=self.identity[1])
         reply = worker.request({"op": "hello", "config": config, "files": files}, timeout)
@@ -306,12 +420,23 @@ class ProcessBackend:
         worker.info["isolation"] = self.isolation
         return worker
 
+    def clear_work_dirs(self) -> None:
+        """Remove the work dirs of ended workers (shutil.rmtree does not follow the links a submission made)."""
+        try:
+            entries = os.listdir(self.work_root)
+        except OSError:
+            return
+        for name in entries:
+            shutil.rmtree(os.path.join(self.work_root, name), ignore_errors=True)
+
     def shutdown(self) -> None:
         for worker in list(self._live.values()):
             worker.close()
-        if self._control is not None:
-            self._control.close()
-            self._control = None
+        shutil.rmtree(self.work_root, ignore_errors=True)
+        for sock in (self._control, self._pending):
+            if sock is not None:
+                sock.close()
+        self._control = self._pending = None
         if self._zygote is not None:
             self._zygote.kill()
             self._zygote.wait()

@@ -10,11 +10,12 @@ double forks, new sessions) when the worker ends. Then the worker confines itsel
   user namespace that the zygote made; the worker keeps the grader's uid, drops every capability,
   and cannot make user namespaces (``user.max_user_namespaces`` is 0 in the zygote's);
 - **no namespaces** (``DLGRADE_NAMESPACES=0``, or a kernel or container that refuses them): as root,
-  a uid of its own and a private work dir; the warnings say what that uid can still read.
+  a uid of its own and a private work dir, and Landlock (:mod:`dlgrade.worker.landlock`) in place of the
+  view where the kernel has it; the warnings say what the worker can still read (tried, not guessed).
 
 Always: rlimits (address space, file size, processes, CPU time, open files, no core dumps),
 ``no_new_privs``, a clean environment and, last, the seccomp filter of :mod:`dlgrade.worker.syscalls`.
-In a container (the docker backend) the container is the sandbox: only rlimits and the environment.
+In a container (the docker backend) the container is the sandbox: rlimits, the environment and the seccomp filter.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlgrade.worker import syscalls, view
+from dlgrade.worker import landlock, syscalls, view
 from dlgrade.worker.syscalls import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, prctl
 
 PR_SET_PDEATHSIG = 1
@@ -77,24 +78,52 @@ def _write_files(root: str, files: dict[str, bytes], uid: int | None, gid: int |
                 os.chown(os.path.join(dirpath, name), uid, uid if gid is None else gid)
 
 
+def _work_root(cfg: dict[str, Any]) -> str | None:
+    """The folder the grader made for its workers' work dirs (it removes them), when it names an existing one."""
+    root = cfg.get("work_root")
+    return root if isinstance(root, str) and os.path.isabs(root) and os.path.isdir(root) else None
+
+
+def _can_read(path: str) -> bool:
+    """Can this process list the folder or read the file? (Tried, not guessed from the mode bits: Landlock too.)"""
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            with open(path, "rb") as f:
+                f.read(1)
+    except OSError:
+        return False
+    return True
+
+
 def readable_report(hidden: list[str]) -> str:
     """What this (unprivileged) process can read of the machine, for a worker without a view of its own."""
-    candidates = ["/root", "/home", "/autograder", "/autograder/source", "/autograder/submission", "/autograder/results",
-                  "/tmp", *hidden]
-    if os.path.isdir("/home"):
-        try:
-            candidates += [os.path.join("/home", d) for d in sorted(os.listdir("/home"))[:20]]
-        except OSError:
-            pass
-    readable = []
-    for path in dict.fromkeys(candidates):
-        if os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK):
-            readable.append(path)
-        elif os.path.isfile(path) and os.access(path, os.R_OK):
-            readable.append(path)
+    candidates = ["/", "/root", "/home", "/autograder", "/autograder/source", "/autograder/submission", "/autograder/results",
+                  "/tmp", "/dev/shm", "/etc/passwd", *hidden]
+    if _can_read("/home"):
+        candidates += [os.path.join("/home", d) for d in sorted(os.listdir("/home"))[:20]]
+    readable = [path for path in dict.fromkeys(candidates) if os.path.exists(path) and _can_read(path)]
     shut = [p for p in hidden if os.path.exists(p) and p not in readable]
-    return ("readable by the worker's uid: " + (", ".join(readable) if readable else "none of the usual places")
+    return ("readable by the worker: " + (", ".join(readable) if readable else "none of the usual places")
             + (f"; not readable: {', '.join(shut)}" if shut else ""))
+
+
+def _landlock(setup: Setup, work: str, gpu: bool, namespaces_off: bool) -> str:
+    """Apply Landlock to a worker without namespaces; returns the line that says what confines it."""
+    why = "namespaces turned off (DLGRADE_NAMESPACES=0)" if namespaces_off else "no mount or network namespace"
+    plan = setup.plan
+    try:
+        if plan is None:
+            raise OSError(0, "no allow-list was planned for it")
+        applied = landlock.restrict(plan, work, gpu)
+    except OSError as exc:
+        return (f"{why}, and {exc.strerror or exc}: the worker shares the machine's file system (file permissions are the "
+                "only barrier), its /tmp and /dev/shm, and abstract unix sockets; seccomp refuses sockets other than AF_UNIX")
+    scoped = ("abstract unix sockets and signals outside its own processes are refused" if applied.scoped
+              else "abstract unix sockets of the machine stay reachable (Landlock ABI 6 would scope them)")
+    return (f"{why}: no PID or network namespace; Landlock (ABI {applied.abi}) keeps the worker to the interpreter, its "
+            f"libraries and its own work dir; {scoped}; seccomp refuses sockets other than AF_UNIX")
 
 
 def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str]]:
@@ -113,15 +142,19 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
     if root:  # a named worker user (DLGRADE_WORKER_USER, as in the Gradescope bundle) or a uid of its own
         uid = int(cfg["worker_uid"]) if cfg.get("worker_uid") is not None else UID_BASE + host_pid
         gid = int(cfg.get("worker_gid", uid))
+    elif container and os.geteuid() == 0:  # a container started as root, so that its init is not the worker's to signal
+        if cfg.get("worker_uid") is None:
+            raise OSError("a container's worker must be told the user to run as (worker_uid); it will not run as root")
+        uid, gid = int(cfg["worker_uid"]), int(cfg.get("worker_gid", cfg["worker_uid"]))
     else:
         uid, gid = os.getuid(), os.getgid()
+    drop = root or (container and os.geteuid() == 0)   # leave root for (uid, gid) before any student code runs
 
     isolated = False
     if container:
         pass
     elif not cfg.get("namespaces", True):
-        warnings.append("namespaces turned off (DLGRADE_NAMESPACES=0): the worker shares the machine's file system "
-                        "and network (sockets other than AF_UNIX are refused by seccomp where it is available)")
+        pass  # what confines it instead (Landlock) is said once it is applied, below
     elif setup.mode in ("root", "rootless") and setup.plan is not None:
         try:
             syscalls.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
@@ -132,8 +165,8 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
                                    str(cfg.get("device", "cpu")).startswith("cuda"), hide)
             isolated = True
     elif not root:
-        warnings.append("not running as root and no user namespace: no separate uid, file system view, network or "
-                        "process isolation (the worker can read whatever the grader's user can)")
+        warnings.append("not running as root and no user namespace: no separate uid, network namespace or "
+                        "process isolation")
     if not setup.pid_namespace and not container:
         warnings.append("no PID namespace: processes the submission leaves behind are found by uid and killed" if root
                         else "no PID namespace and no uid of its own: processes the submission starts may outlive it")
@@ -142,18 +175,22 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
     if isolated:
         work = "/tmp/work"
         os.mkdir(work, 0o700)
-    else:
-        work = tempfile.mkdtemp(prefix="dlgrade-worker-")
+    elif container and drop:
+        work = ""  # made once it is the worker's user: a container's root has no CAP_CHOWN to hand it over
+    else:  # under the backend's root-owned folder (removed with the backend), else the machine's temp dir
+        work = tempfile.mkdtemp(prefix="dlgrade-worker-", dir=_work_root(cfg))
     mounted = cfg.get("submission_dir")
     if mounted:  # in a container the submission is already mounted there, read-only
         sub = str(mounted)
         if not os.path.isdir(sub):
             raise OSError(f"submission directory {sub} is missing")
     else:
+        if not work:
+            raise OSError("a container's worker reads its submission from the mount (submission_dir)")
         sub = os.path.join(work, "submission")
         os.mkdir(sub)
         _write_files(sub, files, uid if root else None, gid if root else None)
-    if root:
+    if drop and work:
         os.chown(work, uid, gid)
 
     try:  # under a container's memory limit (Gradescope: 768 MB for everything) the kernel kills the worker first
@@ -178,16 +215,21 @@ def confine(cfg: dict[str, Any], files: dict[str, bytes]) -> tuple[str, list[str
             warnings.append(f"rlimit {which}: {exc}")
 
     prctl(PR_SET_NO_NEW_PRIVS, 1)
-    if root:
+    if drop and container:  # its capabilities were SETUID, SETGID and SETPCAP: none stays even in the bounding set
+        syscalls.drop_bounding_set()
+    if drop:
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)  # leaves root: every capability goes with it
     elif isolated:
         syscalls.drop_capabilities()
     prctl(PR_SET_PDEATHSIG, 9)  # die with the parent (set after the uid change, which clears it)
-    if not isolated and not container and root:
+    work = work or tempfile.mkdtemp(prefix="dlgrade-worker-", dir=_work_root(cfg))
+    if not isolated and not container:  # no view of its own: Landlock keeps it to the same allow-list
+        gpu = str(cfg.get("device", "cpu")).startswith("cuda")
+        warnings.append(_landlock(setup, work, gpu, namespaces_off=not cfg.get("namespaces", True)))
         warnings.append(readable_report(hide))
-    if setup.seccomp is not None and not container:  # (when the zygote has none, its problems say why)
+    if setup.seccomp is not None:  # (when the zygote, or a container's worker, has none, its problems say why)
         setup.seccomp.load()
     keep = {k: os.environ[k] for k in ("LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES") if k in os.environ}
     os.environ.clear()

@@ -81,12 +81,20 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def drop_capabilities() -> None:
-    """Give up every capability for good (the rootless worker keeps its uid, so nothing else drops them)."""
+def drop_bounding_set() -> None:
+    """Empty the capability bounding set (needs CAP_SETPCAP): no capability can ever be gained back."""
     PR_CAPBSET_DROP = 24
     for cap in range(64):
-        if prctl(PR_CAPBSET_DROP, cap) != 0 and ctypes.get_errno() == errno.EINVAL:
-            break  # past the last capability this kernel knows
+        if prctl(PR_CAPBSET_DROP, cap) != 0:
+            err = ctypes.get_errno()
+            if err == errno.EINVAL:
+                break  # past the last capability this kernel knows
+            raise OSError(err, f"drop capability {cap} from the bounding set: {os.strerror(err)}")
+
+
+def drop_capabilities() -> None:
+    """Give up every capability for good (the rootless worker keeps its uid, so nothing else drops them)."""
+    drop_bounding_set()
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
     check(libc.capset(ctypes.byref(header), (_CapData * 2)()), "capset")
 

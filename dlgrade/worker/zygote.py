@@ -289,7 +289,7 @@ def main(argv: list[str]) -> None:
     _warm_up()
     from dlgrade.worker import view
 
-    setup.plan = view.plan() if setup.mode != "none" else None
+    setup.plan = view.plan()  # the view where namespaces work, Landlock's allow-list where they do not
     setup.seccomp, problem = syscalls.build_filter()
     if problem:
         setup.problems.append(problem)
