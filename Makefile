@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.dlgrade-installed
 ASSIGNMENT ?= lstm_lm_vit
 SUBMISSIONS ?= dist/demo/submissions
 OUT    ?= dist/results
+JOBS   ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: setup test lint demo release grade validate bench bench-peers clean sandbox-image sandbox-image-gpu bundle report slurm-cluster
 
@@ -38,7 +39,7 @@ report: setup
 	$(BIN)/dlgrade report $(OUT)
 
 validate: setup
-	$(BIN)/dlgrade validate $(ASSIGNMENT) --out dist
+	$(BIN)/dlgrade validate $(ASSIGNMENT) --out dist -j $(JOBS)
 
 grade: setup
 	$(BIN)/dlgrade grade $(ASSIGNMENT) $(SUBMISSIONS) --out $(OUT)

@@ -89,6 +89,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for row in batch.rows:
         if row.status == "graded" and row.faults:
             print(f"dlgrade: {row.student}: graded, but the code {'; '.join(row.faults)}", file=sys.stderr)
+    for row in batch.rows:  # the sandbox ended them; the instructor should know the code tried to outlive its worker
+        for note in row.leftovers:
+            print(f"dlgrade: {row.student}: {note}", file=sys.stderr)
     if args.similarity:
         _run_similarity(cfg, Path(args.path), out / "similarity", args)
     if args.report:
@@ -154,11 +157,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from dlgrade.config import load_assignment
-    from dlgrade.validate import validate
+    from dlgrade.validate import Case, validate
 
     cfg = load_assignment(args.assignment)
     out = Path(args.out) / cfg.id / "validate"
-    cases = validate(cfg, out, sandbox=args.sandbox, seed=args.seed, only=args.only, seeds=args.seeds)
+    def progress(case: Case) -> None:
+        print(f"  {case.name}: {case.score:g}/{case.max_score:g} {'ok' if case.ok else 'NOT AS EXPECTED'}", flush=True)
+
+    cases = validate(cfg, out, sandbox=args.sandbox, seed=args.seed, only=args.only, seeds=args.seeds, jobs=args.jobs,
+                     fast=args.fast, progress=progress)
     table = Table(title=f"validate {cfg.id}")
     for col in ("case", "expected", "score", "ok", "detail"):
         table.add_column(col)
@@ -252,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="process (default), docker (one container per submission) or inprocess (authoring only)")
     g.add_argument("--out", default="dist/results", help="results folder: OUT/<student>/results.json, OUT/grades.csv and "
                                                           "OUT/reports/ (default: dist/results)")
-    g.add_argument("--seed", type=int, default=None, help="input seed (default: a fresh one, recorded in the results)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="input seed (default: the one recorded by earlier results in --out, so a re-run after an "
+                        "interruption grades everyone with the same inputs; else a fresh one, recorded in the results)")
     g.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="submissions graded at once, each in its own worker (default 1; at most your CPU count is useful)")
     g.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
@@ -266,9 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="process sandbox without root where user namespaces are refused: grade anyway, with only rlimits "
                         "(the worker can read what you can; also DLGRADE_ALLOW_UNISOLATED=1)")
     g.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
-                   help="time limit of one call into the student's code, in seconds (default: [limits] call_timeout_s)")
+                   help="time limit of one call into the student's code, in seconds of the worker's CPU time (wall-clock "
+                        "time stops it at 4 times that; default: [limits] call_timeout_s)")
     g.add_argument("--submission-timeout", type=float, default=None, metavar="SECONDS",
-                   help="time limit of one submission's whole suite, in seconds (default: [limits] submission_timeout_s)")
+                   help="time limit of one submission's whole suite, in wall-clock seconds (default: [limits] submission_timeout_s)")
     g.add_argument("--allow-broken", action="store_true",
                    help="exit 0 even when a submission could not be graded (default: exit 1, after grading everyone else)")
     g.add_argument("--gpus", default=None, metavar="all|N",
@@ -337,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--only", nargs="*", default=None, help="case names (reference, skeleton, full-marks or bug names)")
     v.add_argument("--seeds", type=int, default=1,
                    help="grade every bug at this many seeds; each must lose the same points at every seed (default 1)")
+    v.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="cases graded at once, each in a process and worker of its own (default 1; at most your CPU count is useful)")
+    v.add_argument("--fast", action="store_true",
+                   help="skip a bug's threshold training once its unit tests have caught it, unless its `fails` names a "
+                        "threshold test (default: every test runs for every case)")
     v.set_defaults(func=cmd_validate)
 
     cal = sp.add_parser("calibrate", help="measure the threshold tests on the reference and the bad models over several seeds")

@@ -12,12 +12,14 @@ Tables of ``assignment.toml`` read here:
 - ``[limits]``: see :class:`Limits`;
 - ``[[forbidden]]`` and ``[[imports]]``: the handout's rules, each scoped to files and, optionally, to classes or
   functions in them (see :class:`Rule`);
-- ``[thresholds.<name>]``: threshold tests (see :class:`Threshold`).
+- ``[thresholds.<name>]``: threshold tests (see :class:`Threshold`);
+- ``[[claims]]``: a metric a notebook's saved output must show, with its training log (see :class:`Claim`).
 Other tables (``[gradescope]``, ``[slurm]``, ``[notebooks]`` ...) belong to the stage that reads them, through ``raw``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -104,6 +106,33 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A result the handout wants shown in a notebook's output (``[[claims]]``): the training log and a final metric.
+
+    The saved outputs are read on the trusted side, never run (:mod:`dlgrade.notebook.claims`); reports show the claimed
+    value next to the one the test of ``[thresholds.<threshold>]`` re-measures on generated data. Without a training log
+    (at least ``min_log_lines`` lines) or a final value, ``missing = "zero"`` takes the points of every test of ``part``
+    (the handout's rule) and ``"warn"`` only warns. ``split`` says which value is the final one (``test``: a test
+    value, or else an unlabelled one outside the log; ``valid``; ``any``). ``pattern`` (one group: the number) and
+    ``log_pattern`` replace the built-in readings.
+    """
+
+    name: str
+    notebook: str
+    kind: str                            # "accuracy" (a fraction; percents are converted) | "perplexity" | "loss"
+    part: str = ""
+    threshold: str = ""
+    handout_target: float | None = None  # the handout's target on the real data set (shown in reports)
+    missing: str = "zero"                # "zero" | "warn"
+    split: str = "test"                  # "test" | "valid" | "any"
+    spec: str = ""                       # the handout sentence of the rule (quoted in the message)
+    pattern: str = ""
+    log_pattern: str = ""
+    min_log_lines: int = 1               # 0: only the final value is required
+    origin: str = ""
+
+
+@dataclass(frozen=True)
 class AssignmentConfig:
     id: str
     title: str
@@ -115,6 +144,7 @@ class AssignmentConfig:
     rules: tuple[Rule, ...]
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    claims: tuple[Claim, ...] = ()
 
     @property
     def parts(self) -> dict[str, str]:
@@ -288,6 +318,87 @@ def _thresholds(raw: dict[str, Any], where: str) -> dict[str, Threshold]:
     return out
 
 
+_CLAIM_KEYS = {"name", "notebook", "kind", "part", "threshold", "handout_target", "missing", "split", "spec", "pattern",
+               "log_pattern", "min_log_lines"}
+CLAIM_KINDS = ("accuracy", "perplexity", "loss")
+_CLAIM_NAME = re.compile(r"^[A-Za-z0-9_][\w.-]*$")
+
+
+def _regex(value: Any, origin: str, key: str, groups: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{origin}: {key} must be a regular expression (a non-empty string), got {value!r}")
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ConfigError(f"{origin}: {key} {value!r} is not a regular expression ({exc})") from None
+    if compiled.groups < groups:
+        raise ConfigError(f"{origin}: {key} {value!r} needs a group around the number, e.g. 'accuracy: ([0-9.]+)'")
+    return value
+
+
+def _claims(raw: dict[str, Any], submit: tuple[str, ...], parts: dict[str, Part], thresholds: dict[str, Threshold],
+            where: str) -> tuple[Claim, ...]:
+    entries = raw.get("claims", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where} claims: write each claim as a [[claims]] table")
+    out: list[Claim] = []
+    for i, entry in enumerate(entries, 1):
+        origin = f"{where} [[claims]] entry {i}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{origin}: must be a table")
+        origin += f" ({entry['name']})" if isinstance(entry.get("name"), str) else ""
+        unknown = set(entry) - _CLAIM_KEYS
+        if unknown:
+            raise ConfigError(f"{origin}: unknown keys {sorted(unknown)} (known: {', '.join(sorted(_CLAIM_KEYS))})")
+        for key in ("name", "notebook", "kind"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise ConfigError(f"{origin}: {key} is required (a string)")
+        for key in ("part", "threshold", "missing", "split", "spec"):
+            if key in entry and not isinstance(entry[key], str):
+                raise ConfigError(f"{origin}: {key} must be a string, got {entry[key]!r}")
+        name, nb, kind = entry["name"], entry["notebook"], entry["kind"]
+        if not _CLAIM_NAME.match(name):
+            raise ConfigError(f"{origin}: name {name!r} may hold letters, digits, '_', '.' and '-' only")
+        if any(c.name == name for c in out):
+            raise ConfigError(f"{origin}: name {name!r} is used by another [[claims]] entry")
+        if nb not in submit or not nb.endswith(".ipynb"):
+            notebooks = [f for f in submit if f.endswith(".ipynb")]
+            raise ConfigError(f"{origin}: notebook {nb!r} is not a notebook of submit ({', '.join(notebooks) or 'none'})")
+        if kind not in CLAIM_KINDS:
+            raise ConfigError(f"{origin}: kind must be one of {', '.join(CLAIM_KINDS)}, got {kind!r}")
+        missing = entry.get("missing", "zero")
+        if missing not in ("zero", "warn"):
+            raise ConfigError(f"{origin}: missing must be 'zero' (the handout's rule) or 'warn', got {missing!r}")
+        part = entry.get("part", "")
+        if part and part not in parts:
+            raise ConfigError(f"{origin}: part {part!r} is not a part of [parts] (known: {', '.join(parts) or 'none'})")
+        if missing == "zero" and not part:
+            raise ConfigError(f"{origin}: part is required with missing = 'zero' (the part whose points the rule takes)")
+        threshold = entry.get("threshold", "")
+        if threshold and threshold not in thresholds:
+            raise ConfigError(f"{origin}: threshold {threshold!r} has no [thresholds.{threshold}] "
+                              f"(known: {', '.join(thresholds) or 'none'})")
+        split = entry.get("split", "test")
+        if split not in ("test", "valid", "any"):
+            raise ConfigError(f"{origin}: split must be 'test', 'valid' or 'any', got {split!r}")
+        target = entry.get("handout_target")
+        if target is not None:
+            if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target):
+                raise ConfigError(f"{origin}: handout_target must be a number, got {target!r}")
+            if kind == "accuracy" and not 0 <= target <= 1:
+                raise ConfigError(f"{origin}: handout_target of an accuracy is a fraction (65 % is 0.65), got {target!r}")
+        min_lines = entry.get("min_log_lines", 1)
+        if isinstance(min_lines, bool) or not isinstance(min_lines, int) or min_lines < 0:
+            raise ConfigError(f"{origin}: min_log_lines must be a whole number >= 0, got {min_lines!r}")
+        out.append(Claim(name=name, notebook=nb, kind=kind, part=part, threshold=threshold,
+                         handout_target=None if target is None else float(target), missing=missing, split=split,
+                         spec=entry.get("spec", "").strip(),
+                         pattern=_regex(entry["pattern"], origin, "pattern", 1) if "pattern" in entry else "",
+                         log_pattern=_regex(entry["log_pattern"], origin, "log_pattern", 0) if "log_pattern" in entry else "",
+                         min_log_lines=min_lines, origin=origin))
+    return tuple(out)
+
+
 def load_assignment(assignment_id: str, root: Path | None = None) -> AssignmentConfig:
     root = root or find_root()
     path = root / "assignments" / assignment_id / "assignment.toml"
@@ -305,6 +416,8 @@ def load_assignment(assignment_id: str, root: Path | None = None) -> AssignmentC
     if not submit:
         raise ConfigError(f"{where}: 'submit' must list the files a student submits")
     parts = _parts(raw, submit, where)
+    thresholds = _thresholds(raw, where)
     return AssignmentConfig(id=raw.get("id", assignment_id), title=raw.get("title", assignment_id), root=root,
                             submit=submit, release=tuple(raw.get("release", submit)), all_parts=parts, limits=limits,
-                            rules=_rules(raw, submit, parts, where), thresholds=_thresholds(raw, where), raw=raw)
+                            rules=_rules(raw, submit, parts, where), thresholds=thresholds, raw=raw,
+                            claims=_claims(raw, submit, parts, thresholds, where))

@@ -10,6 +10,7 @@ import secrets
 import signal
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from dlgrade import intake, notebook, static_check
 from dlgrade.config import AssignmentConfig, module_name
 from dlgrade.harness.plugin import GradingContext, Reference, run_suite
 from dlgrade.harness.remote import Submission
+from dlgrade.notebook.claims import find_claims, settle
 from dlgrade.release import support_files
 from dlgrade.results import GradeRow, SubmissionResult, TestResult, read_results, write_grades_csv, write_results
 from dlgrade.sandbox import Backend, WorkerSpec, get_backend
@@ -103,11 +105,15 @@ def _resumable(out_dir: Path, cfg: AssignmentConfig) -> tuple[int, dict[str, Tes
 
 
 def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, out_root: Path,
-              device: str = "cpu", only_thresholds: tuple[str, ...] = ()) -> SubmissionResult:
+              device: str = "cpu", only_thresholds: tuple[str, ...] = (), claims_rule: bool = True,
+              skip_threshold: Callable[[list[TestResult], str], str | None] | None = None) -> SubmissionResult:
     """Grade one submission and write ``out_root/<student>/results.json``. Never raises for student faults.
 
     Results are written after every test (``extra_data.complete`` false until the end), so a run that is cut
-    off keeps what it finished; grading the student again resumes from there, with the same seed.
+    off keeps what it finished; grading the student again resumes from there, with the same seed. The rule of
+    ``[[claims]]`` (a notebook's output must show its training log) applies to partial and final results alike;
+    ``claims_rule=False`` (validate: reference notebooks have no outputs) and calibration only record the claims.
+    ``skip_threshold`` (validate --fast) may leave threshold tests out once the submission is known to lose points.
     """
     started = time.monotonic()
     # the grader's reference computations (and an inprocess worker) use the worker's thread count:
@@ -122,6 +128,8 @@ def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, ou
     try:
         files = intake.read_submission(path, cfg)
         notebook.write_graded(files.notebooks, out_dir)  # the modules graded, for the instructor's report
+        found = find_claims(cfg, files.notebooks)      # what the notebooks' saved outputs show of their training
+        apply_claims = claims_rule and not only_thresholds
         violations = notebook.locate_violations(static_check.check_files(
             {**files.files, **notebook.check_sources(files.notebooks)}, cfg.rules), files.notebooks)
         sub = Submission(backend, _spec(cfg, files.files, out_root, device), cfg.limits.call_timeout_s,
@@ -134,20 +142,26 @@ def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, ou
 
         def partial(tests: list[TestResult]) -> None:
             assert sub is not None
+            done = settle(cfg, found, tests, apply_claims)
             write_results(SubmissionResult(
-                student=student, assignment=cfg.id, seed=seed, tests=tuple(tests), execution_time=time.monotonic() - started,
-                output=_summary(student, sum(t.score for t in tests), sum(t.max_score for t in tests), seed, problems, "", cfg)
+                student=student, assignment=cfg.id, seed=seed, tests=done.tests, execution_time=time.monotonic() - started,
+                output=_summary(student, sum(t.score for t in done.tests), sum(t.max_score for t in done.tests), seed,
+                                problems + done.notes, "", cfg)
                 + "\nGrading was cut off before every test had run; the tests not listed were not graded.",
-                complete=False), out_dir)
+                complete=False, claims=done.records, leftovers=tuple(sub.leftovers),
+                pending=tuple(t for t in ctx.planned if t.nodeid not in {r.nodeid for r in tests})), out_dir)
 
         ctx = GradingContext(cfg=cfg, sub=sub, seed=seed, reference=_reference(cfg), violations=violations,
                              done=resumed[1] if resumed else {}, on_result=None if only_thresholds else partial,
-                             only_thresholds=only_thresholds)
+                             only_thresholds=only_thresholds, skip_threshold=skip_threshold)
         run_suite(ctx)
+        sub.close()  # the last worker ends now: what it left running is known before the results are written
         stdout = sub.stdout()
         problems += tuple(f"Run-time use of a forbidden API: {api}" for _, api in sorted(sub.forbidden_used))
         problems += tuple(dict.fromkeys(ctx.notes))
-        tests = tuple(ctx.results)
+        settled = settle(cfg, found, ctx.results, apply_claims)
+        problems += settled.notes
+        tests = settled.tests
         errors = tuple(ctx.grader_log)
         if not tests:
             errors += ("the hidden suite produced no results",)
@@ -156,8 +170,8 @@ def grade_one(cfg: AssignmentConfig, backend: Backend, path: Path, seed: int, ou
         result = SubmissionResult(student=student, assignment=cfg.id, seed=seed, tests=tests,
                                   execution_time=time.monotonic() - started,
                                   output=_summary(student, score, sum(t.max_score for t in tests), seed, problems, stdout, cfg),
-                                  warnings=tuple(sub.warnings), grader_errors=errors, stdout=stdout, status=status,
-                                  reason=reason)
+                                  warnings=tuple(sub.warnings) + tuple(sub.leftovers), grader_errors=errors, stdout=stdout,
+                                  status=status, reason=reason, claims=settled.records, leftovers=tuple(sub.leftovers))
     except Exception:  # the platform broke: still leave a valid, fail-closed results file
         result = SubmissionResult(student=student, assignment=cfg.id, seed=seed,
                                   tests=(TestResult("Grading", "1", 0.0, 0.0, "failed", "The autograder failed on this "
@@ -254,6 +268,20 @@ def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Pa
     pool.shutdown()
 
 
+def _earlier_seed(out_root: Path, cfg: AssignmentConfig) -> int | None:
+    """The seed an earlier, cut-off run of this batch recorded in ``out_root`` (the most common one): a re-run
+    grades the students it had not reached with the same inputs as the others. None: no earlier results."""
+    seeds: Counter[int] = Counter()
+    for path in out_root.glob("*/results.json") if out_root.is_dir() else ():
+        try:
+            extra = read_results(path).get("extra_data", {})
+        except (OSError, ValueError):
+            continue
+        if extra.get("assignment") == cfg.id and isinstance(extra.get("seed"), int):
+            seeds[extra["seed"]] += 1
+    return seeds.most_common(1)[0][0] if seeds else None
+
+
 @dataclass(frozen=True)
 class BatchResult:
     graded: tuple[str, ...]
@@ -267,7 +295,8 @@ class BatchResult:
 def grade_batch(cfg: AssignmentConfig, path: Path, out_root: Path, opts: GradeOptions,
                 progress: Callable[[str, float, float], None] | None = None) -> BatchResult:
     started = time.monotonic()
-    seed = opts.seed if opts.seed is not None else new_seed()
+    seed = opts.seed if opts.seed is not None else _earlier_seed(out_root, cfg) if not opts.force else None
+    seed = new_seed() if seed is None else seed
     submissions = intake.find_submissions(path, cfg)
     ids = [intake.student_id(p) for p in submissions]
     if len(set(ids)) != len(ids):

@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,33 @@ FAULTS = {"import": "did not import", "limit": "timed out or ran out of memory",
 
 
 @dataclass(frozen=True)
+class ClaimRecord:
+    """A result a notebook's output claims (``[[claims]]``), next to what the grader re-measured on generated data."""
+
+    name: str
+    notebook: str
+    kind: str                            # "accuracy" (a fraction) | "perplexity" | "loss"
+    claimed: float | None                # the final value found in the notebook's output; None: none found
+    cell: int | None = None              # where: the cell's number (every cell counted from the top) ...
+    execution_count: int | None = None   # ... and its In [n]
+    line: str = ""                       # the output line it was read from
+    log_found: bool = False              # a training log was found (at least min_log_lines lines, and one)
+    log_lines: int = 0
+    log_cells: tuple[int, ...] = ()
+    measured: float | None = None        # the threshold test's value on generated data; None: it did not record one
+    measured_visibility: str = ""        # that test's visibility: reports show the value only where they show the test
+    metric: str = ""                     # the threshold's metric ("test accuracy")
+    threshold_name: str = ""
+    threshold: float | None = None       # the threshold's value, and its direction ("higher" | "lower")
+    direction: str = ""
+    handout_target: float | None = None  # the handout's target on the real data set
+    part: str = ""
+    rule: str = "none"                   # "none" (log and value found) | "zero" | "warn" | "off" (not applied)
+    message: str = ""                    # what is missing and what the rule did ("" when nothing is missing)
+    spec: str = ""
+
+
+@dataclass(frozen=True)
 class SubmissionResult:
     student: str
     assignment: str
@@ -51,6 +78,9 @@ class SubmissionResult:
     complete: bool = True        # False while tests are still being graded (results are written test by test)
     status: str = "graded"       # "graded" | "not graded" (nothing gradable was submitted) | "grader error"
     reason: str = ""             # why, when not graded
+    claims: tuple[ClaimRecord, ...] = ()   # notebook training-log claims (extra_data.claims)
+    leftovers: tuple[str, ...] = ()         # processes the submission left running, killed when its worker ended
+    pending: tuple[TestResult, ...] = ()    # while incomplete: the tests not yet run (0 points), for a cut-off run
 
     @property
     def score(self) -> float:
@@ -83,7 +113,9 @@ def to_gradescope(result: SubmissionResult) -> dict[str, Any]:
                        "grader_errors": list(result.grader_errors), "complete": result.complete,
                        "status": status, "reason": result.reason,
                        "diagnoses": sorted({t.diagnosis for t in result.tests if t.diagnosis}),
-                       "tests": [asdict(t) for t in result.tests]},
+                       "tests": [_shallow(t) for t in result.tests], "claims": [asdict(c) for c in result.claims],
+                       "leftovers": list(result.leftovers),
+                       **({} if result.complete else {"pending": [_shallow(t) for t in result.pending]})},
     }
 
 
@@ -100,16 +132,22 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def _shallow(t: TestResult) -> dict[str, Any]:
+    """A test's fields as a dict, without asdict's deep copy (written at once; results are written after every test)."""
+    return {f.name: getattr(t, f.name) for f in fields(t)}
+
+
+def write_json_atomic(path: Path, data: dict[str, Any], indent: int | None = 2) -> None:
+    """Write JSON by one rename. ``indent=None``: compact, with json's C encoder (about ten times faster)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False))
+    tmp.write_text(json.dumps(_json_safe(data), indent=indent, allow_nan=False))
     os.replace(tmp, path)
 
 
 def write_results(result: SubmissionResult, out_dir: Path) -> Path:
     path = out_dir / "results.json"
-    write_json_atomic(path, to_gradescope(result))
+    write_json_atomic(path, to_gradescope(result), indent=2 if result.complete else None)  # partial: after every test
     if result.stdout:
         (out_dir / "student_output.txt").write_text(result.stdout)
     return path
@@ -132,6 +170,7 @@ class GradeRow:
     status: str                  # "graded", "not graded", "grader error", "in progress"
     reason: str = ""
     faults: tuple[str, ...] = ()  # "<what> (<first test's message>)" for each FAULTS kind the student's code showed
+    leftovers: tuple[str, ...] = ()  # processes its code left running, killed when its worker ended (extra_data.leftovers)
 
     @property
     def label(self) -> str:
@@ -150,7 +189,12 @@ class GradeRow:
             status = "grader error"
         return cls(student=str(extra.get("student", "?")), score=float(data["score"]),
                    max_score=float(extra.get("max_score", 0.0)), parts=parts, seed=extra.get("seed", ""),
-                   status=status, reason=str(extra.get("reason", "")), faults=faults_of(extra.get("tests", [])))
+                   status=status, reason=str(extra.get("reason", "")), faults=faults_of(extra.get("tests", [])),
+                   leftovers=tuple(n for n in _list(extra.get("leftovers")) if isinstance(n, str)))
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def faults_of(tests: Any) -> tuple[str, ...]:

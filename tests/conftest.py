@@ -54,7 +54,6 @@ class Hostile:
     delete: bool = False
     stdout: str | None = None
     stdout_docker: str | None = None   # what is printed instead in the docker sandbox
-    serial: bool = False
 
     def expanded(self, text: str | None, placeholders: dict[str, str]) -> str | None:
         if text is None:
@@ -227,6 +226,16 @@ def hostile_fixtures() -> list[Hostile]:
     return load_hostile()
 
 
+@pytest.fixture(scope="session")
+def class_batches(cfg: AssignmentConfig, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One graded class per sandbox mode, shared by test_hostile.py and test_redteam.py (see tests/classbatch.py)."""
+    from classbatch import ClassBatches
+
+    batches = ClassBatches(cfg, tmp_path_factory.mktemp("classes"))
+    yield batches
+    batches.cleanup()
+
+
 # ----------------------------------------------------------------------------- docker
 
 SANDBOX_IMAGE = "dlgrade-sandbox:cpu"
@@ -274,25 +283,18 @@ def docker_containers(batch: str | None = None) -> list[str]:
 # ----------------------------------------------------------------------------- full-marks alternatives
 
 
-def grade_full_marks_patches(assignment: str, tmp_path: Path, must_change: str | None = None, minimum: int = 3) -> None:
-    """Each correct submission of ``graders/<assignment>/full_marks/`` (a folder, or a patch of the reference)
-    must score full marks."""
-    from dlgrade.bugs import materialise
-    from dlgrade.grade import grade_one
-    from dlgrade.sandbox import get_backend
+def check_full_marks_differ(assignment: str, must_change: str | None = None, minimum: int = 3) -> None:
+    """``graders/<assignment>/full_marks/`` holds at least ``minimum`` correct submissions (folders, or patches of the
+    reference), each different from the reference (in ``must_change`` when given). Their grading (full marks) is done
+    by each assignment's validate test, which grades them with the reference and the bugs in one run."""
     from dlgrade.validate import full_marks_submissions
 
     cfg = load_assignment(assignment, ROOT)
     subs = full_marks_submissions(cfg)
-    assert len(subs) >= minimum
-    backend = get_backend("process")
-    try:
-        for name, files in subs.items():
-            folder = materialise(files, tmp_path / "subs" / name)
-            if must_change is not None:
-                assert (folder / must_change).read_bytes() != reference_submission(cfg)[must_change]
-            result = grade_one(cfg, backend, folder, 11, tmp_path / "out")
-            failed = {t.name: t.output for t in result.tests if t.status != "passed"}
-            assert result.score == result.max_score, f"{name}: {failed}"
-    finally:
-        backend.shutdown()
+    assert len(subs) >= minimum, f"{assignment}: {len(subs)} full-marks submissions"
+    ref = reference_submission(cfg)
+    for name, files in subs.items():
+        assert set(files) <= set(cfg.submit), name
+        if must_change is not None:
+            assert files.get(must_change) != ref[must_change], f"{name}: {must_change} is the reference's"
+        assert any(files.get(rel) != data for rel, data in ref.items()), f"{name}: the same files as the reference"

@@ -8,12 +8,9 @@ unfold-based patches, a float64 loss of shape (1,), states returned as a list.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-from conftest import grade_full_marks_patches
+from conftest import check_full_marks_differ
 
 
-@pytest.mark.slow
-def test_differently_written_correct_submissions_get_full_marks(tmp_path: Path) -> None:
-    grade_full_marks_patches("lstm_lm_vit", tmp_path, must_change="vit_solution.py")
+def test_differently_written_correct_submissions_differ_from_the_reference() -> None:
+    """They are graded (full marks) by test_release_cli's validate test; here: each really differs from the reference."""
+    check_full_marks_differ("lstm_lm_vit", must_change="vit_solution.py")

@@ -14,6 +14,7 @@ import pytest
 
 from dlgrade.config import find_root, load_assignment
 from dlgrade.markers import MarkerError, keep_solutions, strip_solutions
+from dlgrade.validate import full_marks_submissions
 
 ROOT = find_root(Path(__file__).parent)
 
@@ -99,12 +100,15 @@ VALIDATE_BUGS = ("unbiased_variance", "eps_hard_coded", "forbidden_functional_la
 
 @pytest.mark.slow
 def test_validate_proves_the_suite(tmp_path: Path) -> None:
-    res = dlgrade("validate", "lstm_lm_vit", "--out", str(tmp_path), "--seed", "7", "--only", "reference", "skeleton",
-                  *VALIDATE_BUGS)
+    """Reference full marks, skeleton 0, every full-marks submission (graders/lstm_lm_vit/full_marks) full marks and a
+    bug of every kind of mistake caught; two cases at a time, threshold training skipped for bugs already caught."""
+    full = [f"full-{name}" for name in full_marks_submissions(load_assignment("lstm_lm_vit", ROOT))]
+    res = dlgrade("validate", "lstm_lm_vit", "--out", str(tmp_path), "--seed", "7", "-j", "2", "--fast",
+                  "--only", "reference", "skeleton", *full, *VALIDATE_BUGS)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-3000:]
     cases = json.loads((tmp_path / "lstm_lm_vit" / "validate" / "validate.json").read_text())
     names = {c["name"] for c in cases}
-    assert names == {"spec tags", "reference", "skeleton", *(f"bug-{b}" for b in VALIDATE_BUGS)}
+    assert names == {"spec tags", "reference", "skeleton", *full, *(f"bug-{b}" for b in VALIDATE_BUGS)}
     assert all(c["ok"] for c in cases)
     ref = next(c for c in cases if c["name"] == "reference")
     assert ref["score"] == ref["max_score"] > 0

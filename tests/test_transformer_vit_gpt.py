@@ -194,7 +194,7 @@ def test_validate_reference_skeleton_full_marks_and_bugs(tmp_path: Path) -> None
     full = [f"full-{p.name}" for p in sorted((ROOT / "graders" / ID / "full_marks").iterdir()) if p.is_dir()]
     assert len(full) >= 3
     res = subprocess.run([sys.executable, "-m", "dlgrade", "validate", ID, "--out", str(tmp_path), "--seed", "11",
-                          "--only", "reference", "skeleton", *full, *BUGS],
+                          "-j", "2", "--fast", "--only", "reference", "skeleton", *full, *BUGS],
                          cwd=ROOT, capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-3000:]
     cases = {c["name"]: c for c in json.loads((tmp_path / ID / "validate" / "validate.json").read_text())}

@@ -160,6 +160,7 @@ class CellOutput:
     cell: int                       # the cell's number (every cell counted from 1)
     execution_count: int | None     # Jupyter's In [n], if the cell was run
     text: str                       # its text outputs: streams, text/plain results, errors (end kept if long)
+    printed: str = ""               # the same without error tracebacks (they quote source lines): streams and text/plain
 
 
 @dataclass(frozen=True)
@@ -292,25 +293,30 @@ def cell_outputs(nb: Any) -> tuple[CellOutput, ...]:
     for number, cell in enumerate(cells, 1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code" or not isinstance(cell.get("outputs"), list):
             continue
-        chunks = []
+        chunks: list[tuple[str, bool]] = []   # (text, is an error)
         for o in cell["outputs"]:
             if not isinstance(o, dict):
                 continue
             kind = o.get("output_type")
             if kind == "stream":
-                chunks.append(_text(o.get("text")))
+                chunks.append((_text(o.get("text")), False))
             elif kind in ("execute_result", "display_data") and isinstance(o.get("data"), dict):
-                chunks.append(_text(o["data"].get("text/plain")) + "\n")
+                chunks.append((_text(o["data"].get("text/plain")) + "\n", False))
             elif kind == "error":
-                chunks.append(f"{o.get('ename', '')}: {o.get('evalue', '')}\n" + "\n".join(
-                    t for t in o.get("traceback", []) if isinstance(t, str)) + "\n")
-        text = _ANSI.sub("", "".join(chunks))
-        if len(text) > MAX_OUTPUT_CHARS:
-            text = "[... the beginning of this output was cut ...]\n" + text[-MAX_OUTPUT_CHARS:]
+                chunks.append((f"{o.get('ename', '')}: {o.get('evalue', '')}\n" + "\n".join(
+                    t for t in o.get("traceback", []) if isinstance(t, str)) + "\n", True))
+        text = _clip_output(_ANSI.sub("", "".join(c for c, _ in chunks)))
         if text.strip():
             count = cell.get("execution_count")
-            out.append(CellOutput(number, count if isinstance(count, int) else None, text))
+            printed = _clip_output(_ANSI.sub("", "".join(c for c, error in chunks if not error)))
+            out.append(CellOutput(number, count if isinstance(count, int) else None, text, printed))
     return tuple(out)
+
+
+def _clip_output(text: str) -> str:
+    if len(text) > MAX_OUTPUT_CHARS:
+        return "[... the beginning of this output was cut ...]\n" + text[-MAX_OUTPUT_CHARS:]
+    return text
 
 
 def _norm(text: str) -> str:

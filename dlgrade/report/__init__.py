@@ -8,6 +8,8 @@ to this checkout, its part titles; it never grades or imports grader code. Outpu
     <dir>/reports/students/<id>.html     one self-contained page per student
     <dir>/reports/students/<id>.md       the same report as Markdown (LMS comments, e-mail)
     <dir>/reports/grades_canvas.csv      the totals in Canvas's gradebook-import layout
+    <dir>/reports/answers.csv            notebooks: the written answers, for grading by hand
+    <dir>/reports/claims.csv             notebooks: the results claimed in their outputs next to the grader's values
     <dir>/grades.csv                     written when missing (`dlgrade grade` writes it)
 """
 
@@ -25,7 +27,7 @@ from dlgrade.report.similarity_section import read_similarity
 from dlgrade.results import write_grades_csv
 
 __all__ = ["AUDIENCES", "ReportView", "ReportSet", "Student", "Unreadable", "read_class", "read_student", "write_canvas_csv",
-           "write_answers_csv", "write_grades", "write_reports"]
+           "write_answers_csv", "write_claims_csv", "write_grades", "write_reports"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,26 @@ def write_answers_csv(students: list[Student], path: Path) -> Path:
     return path
 
 
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def write_claims_csv(students: list[Student], path: Path) -> Path:
+    """Every student's notebook claims (``[[claims]]``): the value the output shows next to the grader's re-measured one
+    (on generated data, so the two are not expected to be equal); accuracies as fractions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["student_id", "claim", "notebook", "cell", "claimed", "measured", "threshold", "handout_target",
+                    "log_found", "rule"])
+        for s in sorted(students, key=lambda s: s.student):
+            for c in s.claims:
+                w.writerow([s.student, c.name, c.notebook, "" if c.cell is None else c.cell, _number(c.claimed),
+                            _number(c.measured), _number(c.threshold), _number(c.handout_target),
+                            "yes" if c.log_found else "no", c.rule])
+    return path
+
+
 def _file_stem(folder: str) -> str:
     """A file name for a student's report: the results folder's name (already a safe id), never a path."""
     stem = folder.replace("/", "_").replace("\\", "_").lstrip(".")
@@ -129,7 +151,11 @@ def write_reports(results_dir: Path, release: ReportView | None = None, out: Pat
         write_answers_csv(students, out / "answers.csv")
     else:
         (out / "answers.csv").unlink(missing_ok=True)  # left by an earlier run of other submissions
-    for path in (results_dir / "grades.csv", out / "grades_canvas.csv", out / "answers.csv"):
+    if any(s.claims for s in students):
+        write_claims_csv(students, out / "claims.csv")
+    else:
+        (out / "claims.csv").unlink(missing_ok=True)
+    for path in (results_dir / "grades.csv", out / "grades_canvas.csv", out / "answers.csv", out / "claims.csv"):
         if path.is_file():
             csv_links.append((path.name, _relative(path, out)))
     summary = summary_view(students, unreadable, parts, title, hrefs, tuple(csv_links))

@@ -83,6 +83,29 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A result a notebook's output claims (results' ``extra_data.claims``), next to the grader's re-measured value."""
+
+    name: str
+    notebook: str
+    kind: str                        # "accuracy" (fractions) | "perplexity" | "loss"
+    claimed: float | None
+    cell: int | None
+    line: str
+    log_found: bool
+    log_lines: int
+    measured: float | None
+    measured_visibility: str
+    metric: str
+    threshold: float | None
+    direction: str
+    handout_target: float | None
+    part: str
+    rule: str                        # "none" | "zero" | "warn" | "off"
+    message: str
+
+
+@dataclass(frozen=True)
 class Student:
     student: str
     folder: str                     # the folder name under the results dir (links, file names)
@@ -99,6 +122,7 @@ class Student:
     status: str = "graded"          # "graded", "not graded", "grader error", "in progress"
     reason: str = ""                # why it was not graded
     answers: tuple[Answer, ...] = ()  # written answers of notebook submissions (graded/notebooks.json)
+    claims: tuple[Claim, ...] = ()    # training-log claims of notebook submissions (extra_data.claims)
 
     @property
     def failed_to_grade(self) -> bool:
@@ -185,6 +209,29 @@ def read_answers(folder: Path) -> tuple[Answer, ...]:
     return tuple(found)
 
 
+def _maybe(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def read_claims(value: Any) -> tuple[Claim, ...]:
+    """``extra_data.claims`` (untrusted like every field: wrong types become empty values)."""
+    out = []
+    for c in value[:50] if isinstance(value, list) else []:
+        c = _dict(c)
+        cell = c.get("cell")
+        out.append(Claim(name=_text(c.get("name")), notebook=_text(c.get("notebook")), kind=_text(c.get("kind")),
+                         claimed=_maybe(c.get("claimed")), cell=cell if isinstance(cell, int) and not isinstance(cell, bool) else None,
+                         line=_text(c.get("line"))[:500], log_found=c.get("log_found") is True,
+                         log_lines=int(_num(c.get("log_lines"))), measured=_maybe(c.get("measured")),
+                         measured_visibility=_text(c.get("measured_visibility")), metric=_text(c.get("metric")),
+                         threshold=_maybe(c.get("threshold")), direction=_text(c.get("direction")),
+                         handout_target=_maybe(c.get("handout_target")), part=_text(c.get("part")),
+                         rule=_text(c.get("rule")) or "none", message=_text(c.get("message"))[:2000]))
+    return tuple(out)
+
+
 def read_student(folder: Path) -> Student | Unreadable:
     path = folder / "results.json"
     try:
@@ -209,7 +256,7 @@ def read_student(folder: Path) -> Student | Unreadable:
                    output=_text(data.get("output")), warnings=_texts(extra.get("warnings")),
                    grader_errors=_texts(extra.get("grader_errors")), stdout=stdout,
                    status=_text(extra.get("status")) or ("grader error" if extra.get("grader_errors") else "graded"),
-                   reason=_text(extra.get("reason")), answers=read_answers(folder))
+                   reason=_text(extra.get("reason")), answers=read_answers(folder), claims=read_claims(extra.get("claims")))
 
 
 def read_class(results_dir: Path) -> tuple[list[Student], list[Unreadable]]:

@@ -21,7 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 from dlgrade.report import plots
-from dlgrade.report.load import Answer, ReportView, Student, Test, Unreadable
+from dlgrade.report.load import Answer, Claim, ReportView, Student, Test, Unreadable
 
 _SCORE_LINE = re.compile(r"^.*:\s*[-\d.]+\s*/\s*[-\d.]+\s*points\b.*$")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~!&{}])")
@@ -78,6 +78,45 @@ class TestRow:
 
 
 @dataclass(frozen=True)
+class ClaimView:
+    """One training-log claim as a report shows it: values already formatted for their kind."""
+
+    student: str
+    href: str
+    name: str
+    notebook: str
+    cell: int | None
+    line: str
+    kind: str
+    claimed: str         # "71.3 %" (accuracies as percents), "" when none was found
+    measured: str        # the grader's value on generated data; "" when none, "hidden" where the test is hidden
+    metric: str
+    threshold: str       # "at least 64 %", "at most 7"
+    handout_target: str
+    log_found: bool
+    log_lines: int
+    rule: str            # "none" | "zero" | "warn" | "off"
+    message: str
+
+
+def metric_text(value: float | None, kind: str) -> str:
+    """A metric as people read it: accuracies as percents (0.713 -> 71.3 %), the rest with 4 significant digits."""
+    if value is None:
+        return ""
+    return f"{100 * value:.1f} %" if kind == "accuracy" else f"{value:.4g}"
+
+
+def claim_view(c: Claim, student: str = "", href: str = "", release: ReportView | None = None) -> ClaimView:
+    """``release``: the audience (the measured value is shown only where its threshold test is); None: the staff."""
+    shown = release is None or release.shows(c.measured_visibility or "hidden")
+    measured = metric_text(c.measured, c.kind) if shown else ("hidden" if c.measured is not None else "")
+    bound = {"higher": "at least ", "lower": "at most "}.get(c.direction, "")
+    threshold = f"{bound}{metric_text(c.threshold, c.kind)}" if c.threshold is not None else ""
+    return ClaimView(student, href, c.name, c.notebook, c.cell, c.line, c.kind, metric_text(c.claimed, c.kind), measured,
+                     c.metric, threshold, metric_text(c.handout_target, c.kind), c.log_found, c.log_lines, c.rule, c.message)
+
+
+@dataclass(frozen=True)
 class StudentView:
     student: str
     file_stem: str
@@ -101,6 +140,7 @@ class StudentView:
     status: str = "graded"
     reason: str = ""                 # why it was not graded
     answers: tuple[Answer, ...] = ()  # instructors only: the written answers, for grading by hand
+    claims: tuple[ClaimView, ...] = ()  # what the notebooks' outputs claim, next to the grader's values
 
     @property
     def percent(self) -> float:
@@ -164,7 +204,8 @@ def student_view(s: Student, release: ReportView, parts: dict[str, str], title: 
                        warnings=s.warnings if release.instructor else (),
                        grader_errors=s.grader_errors if release.instructor else (),
                        stdout=s.stdout if release.instructor else "", status=s.status, reason=s.reason,
-                       answers=s.answers if release.instructor else ())
+                       answers=s.answers if release.instructor else (),
+                       claims=tuple(claim_view(c, release=release) for c in s.claims))
 
 
 @dataclass(frozen=True)
@@ -235,6 +276,7 @@ class SummaryView:
     parts: dict[str, str]
     csv_links: tuple[tuple[str, str], ...]
     attention: tuple[Attention, ...] = ()
+    claims: tuple[ClaimView, ...] = ()    # every student's notebook claims: "Claimed vs measured"
 
     @property
     def not_graded(self) -> tuple[Attention, ...]:
@@ -282,7 +324,8 @@ def summary_view(students: list[Student], unreadable: list[Unreadable], parts: d
                        mean=statistics.fmean(percents) if percents else 0.0, median=statistics.median(percents) if percents else 0.0,
                        rates=tuple(rates), diagnoses=tuple(diagnoses),
                        slowest=tuple(sorted(rows, key=lambda r: -r.seconds)[:5]), failed=tuple(failed), parts=parts,
-                       csv_links=csv_links, attention=tuple(attention))
+                       csv_links=csv_links, attention=tuple(attention),
+                       claims=tuple(claim_view(c, s.student, hrefs[s.folder]) for s in students for c in s.claims))
 
 
 def _class_status(s: Student) -> str:
