@@ -4,7 +4,8 @@ Grading a class is the expensive part of both files (every submission runs the h
 grades ONE class, two at a time, with short limits, and both files assert on it:
 
 - the hostile and broken fixtures of ``fixtures/lstm_lm_vit/hostile.toml`` (the reference with one patch each,
-  and a zipped project), in the ``process`` and ``docker`` modes;
+  and a zipped project), in the ``process`` and ``docker`` modes (broken code that attacks nothing: ``process``
+  only, see its ``sandboxes``);
 - the red-team corpus of ``fixtures/lstm_lm_vit/redteam.toml`` (the blank skeleton with an attack, hostile
   archives, two controls), the blank skeleton and two honest classmates whose files hold a secret, in every mode
   (``process``, ``nons``: the process sandbox with DLGRADE_NAMESPACES=0 as on Gradescope, ``docker``).
@@ -363,7 +364,7 @@ class ClassBatches:
               "TOKEN": token}
         hostile = mode in HOSTILE_MODES
         if hostile:
-            for fixture in FIXTURES:
+            for fixture in (f for f in FIXTURES if mode in f.sandboxes):
                 materialise(self.cfg, fixture, subs, ph)
             zipped_project(self.cfg, subs / f"{ZIPPED}.zip")
         write_files(blank_files(self.cfg), subs / BLANK)

@@ -54,6 +54,9 @@ class Hostile:
     delete: bool = False
     stdout: str | None = None
     stdout_docker: str | None = None   # what is printed instead in the docker sandbox
+    # the sandboxes whose class holds it: broken (not hostile) code is judged on the trusted side, the same whatever
+    # runs it, so it is graded in the process class only (the docker class pays a container and training per student)
+    sandboxes: tuple[str, ...] = ("process", "docker")
 
     def expanded(self, text: str | None, placeholders: dict[str, str]) -> str | None:
         if text is None:
@@ -76,6 +79,9 @@ def load_hostile(assignment: str = ASSIGNMENT) -> list[Hostile]:
         assert entry["score"] in SCORES, f"{where}: score must be one of {SCORES}"
         assert ("find" in entry) == ("replace" in entry), f"{where}: find and replace go together"
         files = (entry.pop("file"),) if isinstance(entry["file"], str) else tuple(entry.pop("file"))
+        if "sandboxes" in entry:
+            entry["sandboxes"] = tuple(entry["sandboxes"])
+            assert set(entry["sandboxes"]) <= {"process", "docker"}, f"{where}: sandboxes are process and docker"
         out.append(Hostile(files=files, **entry))
     names = [h.name for h in out]
     assert len(set(names)) == len(names), f"{path}: duplicate fixture names"

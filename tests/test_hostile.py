@@ -54,6 +54,8 @@ def _expanded(fixture: Hostile, text: str | None, batch: Batch) -> str | None:
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f.name for f in FIXTURES])
 def test_hostile_submission(batch: Batch, fixture: Hostile, leaks: tuple[set[str], set[str]]) -> None:
+    if batch.mode not in fixture.sandboxes:
+        pytest.skip(f"broken code, judged on the trusted side: graded in the {' and '.join(fixture.sandboxes)} class only")
     data = batch.results(fixture.name)
     check_gradescope(data)
     score, max_score = data["score"], data["extra_data"]["max_score"]

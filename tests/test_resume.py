@@ -22,50 +22,6 @@ from dlgrade.config import load_assignment
 from dlgrade.release import reference_submission
 
 
-@pytest.mark.slow
-def test_a_killed_grader_keeps_finished_tests_and_a_rerun_resumes(tmp_path: Path) -> None:
-    cfg = load_assignment("lstm_lm_vit", ROOT)
-    sub = write_files(reference_submission(cfg), tmp_path / "subs" / "alice")
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "dlgrade", "grade", "lstm_lm_vit", str(sub), "--out", str(out), "--seed", "9",
-                             "--no-report"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    results = out / "alice" / "results.json"
-    partial = None
-    end = time.monotonic() + 240
-    try:
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                data = json.loads(results.read_text())
-            except (OSError, ValueError):
-                data = None
-            if data and len(data["tests"]) >= 8 and not data["extra_data"]["complete"]:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
-                partial = json.loads(results.read_text())
-                break
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-    assert partial is not None, "grading finished (or never started) before it could be killed"
-    check_gradescope(partial)
-    assert partial["extra_data"]["status"] == "in progress" and partial["extra_data"]["seed"] == 9
-    finished = {t["nodeid"]: t for t in partial["extra_data"]["tests"]}
-    assert 8 <= len(finished) < 44
-    assert "cut off" in partial["output"]
-
-    run = grade_cli(sub, out, "--seed", "123", "--no-report")   # complete results are skipped, partial ones resumed
-    final = run.results("alice")
-    check_gradescope(final)
-    assert final["extra_data"]["complete"] and final["extra_data"]["status"] == "graded"
-    assert final["extra_data"]["seed"] == 9, "a resumed student keeps the seed of the run that was cut off"
-    assert final["score"] == final["extra_data"]["max_score"] == 41
-    kept = {t["nodeid"]: t for t in final["extra_data"]["tests"]}
-    assert all(kept[n]["seconds"] == t["seconds"] for n, t in finished.items()), "finished tests are kept, not rerun"
-    assert [t["number"] for t in final["tests"]] == [str(i) for i in range(1, len(final["tests"]) + 1)]
-
-
 def _descendants(root: int) -> dict[int, str]:
     """pid -> start time (field 22 of /proc/PID/stat) of every live process below ``root``, itself included."""
     parents: dict[int, int] = {}
@@ -108,7 +64,7 @@ def test_a_batch_killed_mid_way_keeps_finished_students_and_a_rerun_completes_on
     """
     cfg = load_assignment("lstm_lm_vit", ROOT)
     reference = reference_submission(cfg)
-    students = ["alice", "bob", "carol", "dave", "erin", "frank"]
+    students = ["alice", "bob", "carol", "dave"]
     for name in students:
         write_files(reference, tmp_path / "class" / name)
     out = tmp_path / "out"
@@ -178,6 +134,8 @@ def test_a_batch_killed_mid_way_keeps_finished_students_and_a_rerun_completes_on
     for name, data in partial.items():
         kept = {t["nodeid"]: t for t in run.results(name)["extra_data"]["tests"]}
         assert all(kept[t["nodeid"]]["seconds"] == t["seconds"] for t in data["extra_data"]["tests"]), f"{name} was not resumed"
+        numbers = [t["number"] for t in run.results(name)["tests"]]
+        assert numbers == [str(i) for i in range(1, len(numbers) + 1)], f"{name}: tests renumbered on resume"
     numbers = {"students": len(students), "jobs": 2, "killed_after_s": round(killed_after, 1),
                "finished_before_kill": len(complete), "cut_off": len(partial),
                "tests_kept_of_cut_off": {n: len(d["tests"]) for n, d in partial.items()},
