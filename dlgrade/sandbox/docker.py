@@ -301,10 +301,12 @@ class _Container:
         except Exception:
             return []
         inside = {pid: _ns_pid(pid) for pid in pids}
-        worker = next((pid for pid, ns in inside.items() if ns == worker_pid), None)
-        if worker is None or not isinstance(worker_pid, int):
-            return []
-        keep = {worker, _ppid(worker)} | {pid for pid, ns in inside.items() if ns == 1}
+        init: set[int] = {pid for pid, ns in inside.items() if ns == 1}
+        worker = next((pid for pid, ns in inside.items() if isinstance(worker_pid, int) and ns == worker_pid), None)
+        if worker is not None:
+            keep: set[int] = {worker, *([] if (parent := _ppid(worker)) is None else [parent])} | init
+        else:  # the worker is gone (it crashed, or was killed): the init and `timeout` stay, the rest is the submission's
+            keep = init | {pid for pid in pids if _ppid(pid) in init and _comm(pid) == "timeout"}
         return [(pid, _comm(pid)) for pid in pids if pid not in keep and inside[pid] is not None]
 
     def remove(self) -> None:
@@ -346,6 +348,8 @@ class DockerWorker:
             self.kill()
             raise LimitExceeded(clock.message()) from None
         except PeerClosed:
+            # what else runs in the container is the submission's: seen now, before the container ends with its worker
+            self._note_others()
             self.alive = False
             raise WorkerCrashed(self.box.describe_end()) from None
         except ProtocolError as exc:
@@ -367,6 +371,8 @@ class DockerWorker:
                 pass
 
     def _note_others(self) -> None:
+        if self.info.get("leftovers"):
+            return   # noted once, when the worker ended
         found = self.box.others(self.info.get("pid"))
         if found:
             from dlgrade.sandbox.process import describe_leftovers
