@@ -103,7 +103,7 @@ def calibrate(cfg: AssignmentConfig, seeds: list[int], out: Path, names: list[st
     unknown = [n for n in names if n not in cfg.thresholds]
     if unknown:
         raise ConfigError(f"{cfg.id} has no thresholds {unknown} (known: {', '.join(cfg.thresholds) or 'none'})")
-    backend = get_backend(sandbox)
+    backend = get_backend(sandbox, preload=cfg.preload)
     reports = []
     try:
         for name in names:

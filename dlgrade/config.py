@@ -13,7 +13,10 @@ Tables of ``assignment.toml`` read here:
 - ``[[forbidden]]`` and ``[[imports]]``: the handout's rules, each scoped to files and, optionally, to classes or
   functions in them (see :class:`Rule`);
 - ``[thresholds.<name>]``: threshold tests (see :class:`Threshold`);
-- ``[[claims]]``: a metric a notebook's saved output must show, with its training log (see :class:`Claim`).
+- ``[[claims]]``: a metric a notebook's saved output must show, with its training log (see :class:`Claim`);
+- ``[worker] preload``: installed modules the process sandbox's zygote imports once, so that each worker starts with them
+  (``matplotlib.pyplot``, ``nltk``: a second or more each in a fresh interpreter); only a speed-up, never a
+  requirement: a submission that does not import them behaves the same, and its own file of the same name wins.
 Other tables (``[gradescope]``, ``[slurm]``, ``[notebooks]`` ...) belong to the stage that reads them, through ``raw``.
 """
 
@@ -145,6 +148,7 @@ class AssignmentConfig:
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     claims: tuple[Claim, ...] = ()
+    preload: tuple[str, ...] = ()        # [worker] preload: modules the zygote imports for every worker
 
     @property
     def parts(self) -> dict[str, str]:
@@ -228,6 +232,26 @@ def _strings(value: Any, where: str, key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: {key} must be a string or a list of strings, got {value!r}")
     return tuple(value)
+
+
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _preload(raw: dict[str, Any], submit: tuple[str, ...], where: str) -> tuple[str, ...]:
+    worker = raw.get("worker", {})
+    if not isinstance(worker, dict):
+        raise ConfigError(f"{where}: [worker] must be a table")
+    unknown = sorted(set(worker) - {"preload"})
+    if unknown:
+        raise ConfigError(f"{where} [worker]: unknown key(s) {', '.join(unknown)} (known: preload)")
+    names = _strings(worker.get("preload", []), f"{where} [worker]", "preload")
+    own = {module_name(f).split(".")[0] for f in submit}
+    for name in names:
+        if not _MODULE.fullmatch(name):
+            raise ConfigError(f"{where} [worker] preload: {name!r} is not a module name (e.g. matplotlib.pyplot)")
+        if name.split(".")[0] in own:
+            raise ConfigError(f"{where} [worker] preload: {name!r} is a submitted module; only installed ones can be preloaded")
+    return names
 
 
 def _parts(raw: dict[str, Any], submit: tuple[str, ...], where: str) -> dict[str, Part]:
@@ -420,4 +444,4 @@ def load_assignment(assignment_id: str, root: Path | None = None) -> AssignmentC
     return AssignmentConfig(id=raw.get("id", assignment_id), title=raw.get("title", assignment_id), root=root,
                             submit=submit, release=tuple(raw.get("release", submit)), all_parts=parts, limits=limits,
                             rules=_rules(raw, submit, parts, where), thresholds=thresholds, raw=raw,
-                            claims=_claims(raw, submit, parts, thresholds, where))
+                            claims=_claims(raw, submit, parts, thresholds, where), preload=_preload(raw, submit, where))

@@ -38,8 +38,9 @@ class GradeOptions:
     device: str = "cpu"                  # "cuda": the worker trains on the GPU (docker: with --gpus)
     backend_options: tuple[tuple[str, object], ...] = ()   # e.g. (("gpus", "all"), ("image", ...)) for docker
 
-    def backend(self) -> Backend:
-        return get_backend(self.sandbox, **dict(self.backend_options))
+    def backend(self, cfg: AssignmentConfig | None = None) -> Backend:
+        """The sandbox, with the assignment's ``[worker] preload`` where ``cfg`` is given."""
+        return get_backend(self.sandbox, preload=cfg.preload if cfg is not None else (), **dict(self.backend_options))
 
 
 def new_seed() -> int:
@@ -220,9 +221,9 @@ def _complete(out_dir: Path) -> bool:
 _POOL_BACKEND: Backend | None = None
 
 
-def _pool_init(opts: GradeOptions) -> None:
+def _pool_init(opts: GradeOptions, preload: tuple[str, ...]) -> None:
     global _POOL_BACKEND
-    _POOL_BACKEND = backend = opts.backend()
+    _POOL_BACKEND = backend = get_backend(opts.sandbox, preload=preload, **dict(opts.backend_options))
     # containers (docker) and the zygote go when this pool process ends
     multiprocessing.util.Finalize(None, backend.shutdown, exitpriority=10)
 
@@ -236,7 +237,7 @@ def _pool_grade(cfg: AssignmentConfig, path: Path, seed: int, out_root: Path, de
 def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Path, opts: GradeOptions,
                 report: Callable[[str, float, float], None]) -> None:
     ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts,))
+    pool = cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts, cfg.preload))
     try:
         # The pool's processes start while submitting; they inherit a blocked SIGINT, so Ctrl-C never reaches them
         # (not even while they import torch): this process handles it and stops them. A Ctrl-C meanwhile is delivered here
@@ -250,7 +251,7 @@ def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Pa
             try:
                 report(*fut.result())
             except Exception:  # a pool process died: grade that student again on its own
-                backend = opts.backend()
+                backend = opts.backend(cfg)
                 try:
                     r = grade_one(cfg, backend, futures[fut], seed, out_root, opts.device)
                 finally:
@@ -310,7 +311,7 @@ def grade_batch(cfg: AssignmentConfig, path: Path, out_root: Path, opts: GradeOp
     os.environ[BATCH_ENV] = batch_id  # inherited by the pool's processes
     try:
         if opts.jobs <= 1 or len(todo) <= 1:
-            backend = opts.backend()
+            backend = opts.backend(cfg)
             try:
                 for p in todo:
                     r = grade_one(cfg, backend, p, seed, out_root, opts.device)
@@ -318,7 +319,7 @@ def grade_batch(cfg: AssignmentConfig, path: Path, out_root: Path, opts: GradeOp
             finally:
                 backend.shutdown()
         else:
-            opts.backend().shutdown()  # fail fast, and clearly, when the sandbox cannot start at all
+            opts.backend(cfg).shutdown()  # fail fast, and clearly, when the sandbox cannot start at all
             _grade_pool(cfg, todo, seed, out_root, opts, report)
     except BaseException:
         if opts.sandbox == "docker":

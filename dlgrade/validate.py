@@ -156,7 +156,7 @@ _POOL: tuple[AssignmentConfig, Backend] | None = None
 
 def _pool_init(cfg: AssignmentConfig, sandbox: str) -> None:
     global _POOL
-    backend = get_backend(sandbox)
+    backend = get_backend(sandbox, preload=cfg.preload)
     _POOL = (cfg, backend)
     multiprocessing.util.Finalize(None, backend.shutdown, exitpriority=10)
 
@@ -188,7 +188,7 @@ def validate(cfg: AssignmentConfig, out: Path, sandbox: str = "process", seed: i
             progress(cases[-1])
 
     if jobs <= 1 or len(todo) <= 1:
-        backend = get_backend(sandbox)
+        backend = get_backend(sandbox, preload=cfg.preload)
         try:
             for job in todo:
                 finished(job, _grade_case(cfg, backend, job, seed, out, seeds, fast))

@@ -209,8 +209,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     @dataclass(frozen=True)
     class Measured(GradeOptions):
-        def backend(self) -> Any:
-            b = MeasuredBackend(super().backend())
+        def backend(self, cfg: Any = None) -> Any:
+            b = MeasuredBackend(super().backend(cfg))
             measured.append(b)
             return b
 

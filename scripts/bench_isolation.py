@@ -12,6 +12,8 @@ shared machine hits them alike):
   process-nons  DLGRADE_NAMESPACES=0 (ProcessBackend(namespaces=False)): no namespace, no view, no PID namespace:
                 a uid of its own, rlimits, Landlock and seccomp, as on Gradescope; the sandbox as it was before the
                 view and the PID namespace (plus Landlock, a few system calls)
+  no-preload    process, without the assignment's [worker] preload (only for assignments that have one): each
+                worker imports those modules itself, as every worker did before preload existed
 
 Two measurements each, median seconds over the rounds:
 
@@ -39,13 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ("inprocess", "process", "process-nons")
 
 
-def _backend(config: str) -> Any:
+def _backend(config: str, preload: tuple[str, ...]) -> Any:
     from dlgrade.sandbox.inprocess import InProcessBackend
     from dlgrade.sandbox.process import ProcessBackend
 
     if config == "inprocess":
         return InProcessBackend()
-    return ProcessBackend(namespaces=config == "process")
+    return ProcessBackend(namespaces=config != "process-nons", preload=() if config == "no-preload" else preload)
 
 
 def worker_life(backend: Any, spec: Any, module: str) -> float:
@@ -78,15 +80,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dlgrade-bench-isolation-"))
     folder = materialise(blank, work / "class" / "blank")
     spec = _spec(cfg, blank, work / "out", "cpu")
-    backends = {c: _backend(c) for c in CONFIGS}
-    times: dict[str, dict[str, list[float]]] = {c: {"worker": [], "submission": []} for c in CONFIGS}
+    configs = CONFIGS + (("no-preload",) if cfg.preload else ())
+    backends = {c: _backend(c, cfg.preload) for c in configs}
+    times: dict[str, dict[str, list[float]]] = {c: {"worker": [], "submission": []} for c in configs}
     load = [os.getloadavg()[0]]
     try:
         for config, backend in backends.items():  # warm up: zygotes started, the reference's outputs computed
             worker_life(backend, spec, cfg.modules[0])
             grade_one(cfg, backend, folder, 1, work / "out" / config)
         for i in range(args.repeat):
-            for config in CONFIGS if i % 2 == 0 else reversed(CONFIGS):
+            for config in configs if i % 2 == 0 else reversed(configs):
                 backend = backends[config]
                 times[config]["worker"].append(worker_life(backend, spec, cfg.modules[0]))
                 started = time.perf_counter()
@@ -101,15 +104,19 @@ def main() -> None:
     floor = medians["inprocess"]
     print(f"{args.assignment}: {args.repeat} rounds, load average {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs")
     print(f"{'configuration':<14} {'worker life (s)':>16} {'overhead':>9} {'submission (s)':>15} {'overhead':>9}")
-    for config in CONFIGS:
+    for config in configs:
         m = medians[config]
         print(f"{config:<14} {m['worker']:>16.3f} {m['worker'] - floor['worker']:>+9.3f} "
               f"{m['submission']:>15.3f} {m['submission'] - floor['submission']:>+9.3f}")
     full, nons = medians["process"], medians["process-nons"]
     print(f"the view and the PID namespace (process vs process-nons): {full['worker'] - nons['worker']:+.3f} s per worker, "
           f"{full['submission'] - nons['submission']:+.3f} s per submission")
+    if cfg.preload:
+        none = medians["no-preload"]
+        print(f"the zygote's preload of {', '.join(cfg.preload)} (process vs no-preload): "
+              f"{full['worker'] - none['worker']:+.3f} s per worker, {full['submission'] - none['submission']:+.3f} s per submission")
     if args.out:
-        Path(args.out).write_text(json.dumps({"assignment": args.assignment, "repeat": args.repeat, "load": load,
+        Path(args.out).write_text(json.dumps({"assignment": args.assignment, "repeat": args.repeat, "preload": list(cfg.preload), "load": load,
                                               "cpus": os.cpu_count(), "medians": medians, "times": times}, indent=1))
 
 

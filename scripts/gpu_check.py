@@ -73,7 +73,7 @@ def probe_worker(aid: str, device: str) -> dict[str, Any]:
     from dlgrade.sandbox import get_backend
 
     cfg = load_assignment(aid, ROOT)
-    backend = get_backend("process")
+    backend = get_backend("process", preload=cfg.preload)
     try:
         worker = backend.start(_spec(cfg, reference_submission(cfg), Path(tempfile.mkdtemp()), device))
         try:

@@ -591,3 +591,77 @@ def test_site_packages_under_tmp_stay_importable_and_other_sys_path_entries_do_n
         backend.shutdown()
         shutil.rmtree(base)
         shutil.rmtree(secret)
+
+
+# ----------------------------------------------------------------------------- preloaded modules
+
+
+def test_preloaded_modules_are_there_for_the_student_and_a_submitted_file_still_wins() -> None:
+    """An assignment's ``[worker] preload``: the zygote imports the modules once and every worker starts with them,
+    but a submission's own ``colorsys.py`` is what its ``import colorsys`` gets, as in a fresh interpreter; a
+    module that cannot be imported is only recorded (the student's own import reports it, as without preload)."""
+    backend = ProcessBackend(preload=("colorsys", "wave", "no_such_module_for_dlgrade"))
+    code = """
+        import sys
+
+        def probe():
+            before = ["colorsys" in sys.modules, "wave" in sys.modules]
+            import colorsys
+            import wave
+            return before + [getattr(colorsys, "OWN", False), getattr(wave, "OWN", False), hasattr(wave, "open")]
+        """
+    spec = dataclasses.replace(make_spec(code), files={"m.py": dedent(code).encode(), "colorsys.py": b"OWN = True\n"})
+    sub = Submission(backend, spec, call_timeout=10.0, submission_timeout=120.0)
+    try:
+        # wave stays the preloaded module; colorsys gives way to the submission's file
+        assert sub.call("m.probe") == [False, True, True, False, True]
+        assert backend.zygote_info["preloaded"] == ["colorsys", "wave", "no_such_module_for_dlgrade"]
+        assert [f.split(":")[0] for f in backend.zygote_info["preload_failed"]] == ["no_such_module_for_dlgrade"]
+    finally:
+        sub.close()
+        backend.shutdown()
+
+
+@pytest.mark.parametrize("namespaces", [True, False], ids=["view", "nons"])
+def test_matplotlib_preloaded_by_the_zygote_draws_text_inside_the_sandbox(namespaces: bool) -> None:
+    """pyplot imported in the zygote knows the machine's fonts; a worker in its own file-system view (or, without
+    namespaces, under Landlock's allow-list) must still be able to open them (a title and tick labels need a font)
+    and to save a figure in its work dir."""
+    pytest.importorskip("matplotlib")
+    backend = ProcessBackend(namespaces=namespaces, preload=("matplotlib.pyplot",))
+    code = """
+        import os
+        import sys
+
+        def plot():
+            preloaded = "matplotlib.pyplot" in sys.modules
+            import matplotlib.pyplot as plt
+            fig, ax = plt.subplots()
+            ax.plot([1, 2, 3], [3, 1, 2])
+            ax.set_title("training loss")
+            fig.savefig("loss.png")
+            plt.close(fig)
+            return [preloaded, os.path.getsize("loss.png") > 1000]
+        """
+    sub = submission(backend, code, call_timeout=60.0)
+    try:
+        assert sub.call("m.plot") == [True, True]
+    finally:
+        sub.close()
+        backend.shutdown()
+
+
+@pytest.mark.parametrize("table, message", [
+    ('preload = ["utils"]', "'utils' is a submitted module"),
+    ('preload = ["matplotlib pyplot"]', "is not a module name"),
+    ('preload = "nltk"\npreloda = []', r"unknown key\(s\) preloda"),
+])
+def test_bad_preload_settings_say_where(tmp_path: Path, table: str, message: str) -> None:
+    from dlgrade.config import load_assignment
+    from dlgrade.errors import ConfigError
+
+    folder = tmp_path / "assignments" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "assignment.toml").write_text(f'submit = ["utils.py", "model.py"]\n\n[worker]\n{table}\n')
+    with pytest.raises(ConfigError, match=rf"assignment.toml \[worker\].*{message}"):
+        load_assignment("toy", tmp_path)

@@ -40,7 +40,7 @@ def grade_shard(m: Manifest, index: int) -> int:
     # SIGTERM becomes KeyboardInterrupt: the engine then stops as on Ctrl-C (no half-graded test recorded)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        backend = opts.backend()
+        backend = opts.backend(cfg)
     except SandboxUnavailable as exc:  # e.g. a node that refuses user namespaces: no student is graded there
         print(f"dlgrade: the sandbox cannot start on this node ({os.uname().nodename}): {exc}", flush=True)
         return 3

@@ -55,13 +55,15 @@ class Backend(Protocol):
     def shutdown(self) -> None: ...
 
 
-def get_backend(name: str, **options: Any) -> Backend:
+def get_backend(name: str, preload: tuple[str, ...] = (), **options: Any) -> Backend:
     """A backend by name. ``options`` configure the docker backend (see ``DockerOptions``:
     image, gpus, cpus, pids, warm) and, with ``allow_unisolated``, let the process backend grade where it
-    cannot isolate (not root and no user namespaces); the other options are ignored where they do not apply."""
+    cannot isolate (not root and no user namespaces); the other options are ignored where they do not apply.
+    ``preload``: installed modules the process backend's zygote imports once for all its workers (an assignment's
+    ``[worker] preload``); a container imports what its one worker needs anyway, and in-process they stay loaded."""
     if name == "process":
         from dlgrade.sandbox.process import ProcessBackend
-        backend = ProcessBackend(allow_unisolated=options.get("allow_unisolated"))
+        backend = ProcessBackend(allow_unisolated=options.get("allow_unisolated"), preload=preload)
         backend.warm()   # the zygote imports torch while the grader gets ready
         return backend
     if name == "inprocess":

@@ -307,7 +307,7 @@ class ProcessBackend:
     name = "process"
 
     def __init__(self, worker_user: str | None = None, namespaces: bool | None = None,
-                 allow_unisolated: bool | None = None) -> None:
+                 allow_unisolated: bool | None = None, preload: tuple[str, ...] = ()) -> None:
         # Gradescope's bundle runs every worker as one dedicated user (setup.sh creates it) and, where
         # the container refuses unshare, turns namespaces off up front; both default from the environment
         self.identity = worker_identity(worker_user or os.environ.get("DLGRADE_WORKER_USER"))
@@ -325,6 +325,7 @@ class ProcessBackend:
                 f"  or, knowingly, grade unisolated: --allow-unisolated (or {UNISOLATED_ENV}=1)")
         self.isolation = "rootless (user namespaces)" if os.geteuid() != 0 and problem is None else \
             ("root" if os.geteuid() == 0 else "none (allowed by --allow-unisolated)")
+        self.preload = tuple(preload)   # modules the zygote imports once for all workers (see zygote.preload)
         self.zygote_info: dict[str, Any] = {}
         self.leftovers: list[str] = []   # processes found running after their worker ended (and killed)
         self._zygote: subprocess.Popen[bytes] | None = None
@@ -353,6 +354,7 @@ class ProcessBackend:
         env.update({"MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1",
                     "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
         args = [sys.executable, "-m", "dlgrade.worker.zygote", str(theirs.fileno())] + ([] if self.namespaces else ["--no-namespaces"])
+        args += [f"--preload={','.join(self.preload)}"] if self.preload else []
         # a session of its own: Ctrl-C in the terminal is the grader's to handle (it stops the zygote), and never reaches
         # the zygote while it is still importing torch; it dies with the grader all the same (PR_SET_PDEATHSIG)
         self._zygote = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env, cwd="/",

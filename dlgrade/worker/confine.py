@@ -43,6 +43,7 @@ class Setup:
     plan: view.Plan | None = None
     seccomp: Any = None                  # a filter ready to load, or None
     problems: list[str] = field(default_factory=list)   # isolation the zygote could not set up, and why
+    preloaded: tuple[str, ...] = ()      # top-level modules that the assignment's preload added to sys.modules
 
 
 SETUP: Setup | None = None  # None: a one-shot worker (in a container), not forked by a zygote

@@ -41,6 +41,7 @@ def run(sock: socket.socket) -> None:
     sub, warnings = confine.confine(cfg, files)
     torch.set_num_threads(max(1, int(cfg.get("threads", 1))))
     sys.path.insert(0, sub)
+    _unshadow(sub)
     device = str(cfg.get("device", "cpu"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         warnings.append("CUDA requested but not available in the worker; using the CPU")
@@ -53,6 +54,19 @@ def run(sock: socket.socket) -> None:
     channel.send({"ok": True, "value": {"pid": confine.HOST_PID or os.getpid(), "uid": os.getuid(), "warnings": warnings,
                                         "device": device}})
     serve(channel, dispatcher)
+
+
+def _unshadow(sub: str) -> None:
+    """Modules the zygote preloaded give way to the submission's own files of the same name (a ``utils.py``, a
+    ``data/`` folder), as they would in a fresh interpreter: the student's ``import utils`` finds theirs."""
+    preloaded = set(confine.SETUP.preloaded) if confine.SETUP is not None else set()
+    if not preloaded:
+        return
+    own = {name[:-3] if name.endswith(".py") else name for name in os.listdir(sub)
+           if name.endswith(".py") or os.path.isdir(os.path.join(sub, name))}
+    for top in preloaded & own:
+        for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            del sys.modules[name]
 
 
 def main() -> None:

@@ -276,6 +276,32 @@ def prepare(namespaces: bool) -> confine.Setup:
     return setup
 
 
+def preload(names: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """Import an assignment's ``[worker] preload`` modules once, here, so that no worker pays for them again.
+
+    Returns the top-level modules this added to ``sys.modules`` (a worker drops those its submission has a file of,
+    so that the student's own ``utils.py`` still wins, as in a fresh interpreter) and what failed to import (the
+    student's own import then fails, and is reported, as it would have anyway). Their output is not shown: the
+    zygote's stdout is the grader's console.
+    """
+    import contextlib
+    import importlib
+    import io
+    import warnings
+
+    before = {m.split(".")[0] for m in sys.modules}
+    failed = []
+    for name in names:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importlib.import_module(name)
+        except BaseException as exc:  # SystemExit included: a module's import is not ours to trust
+            failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+    return tuple(sorted({m.split(".")[0] for m in sys.modules} - before)), failed
+
+
 def main(argv: list[str]) -> None:
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the grader
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle; it stops the zygote itself
@@ -286,6 +312,8 @@ def main(argv: list[str]) -> None:
 
     from dlgrade.worker import main as worker_main  # noqa: F401
 
+    names = [n for a in argv if a.startswith("--preload=") for n in a.split("=", 1)[1].split(",") if n]
+    setup.preloaded, failed = preload(names)
     _warm_up()
     from dlgrade.worker import view
 
@@ -293,7 +321,8 @@ def main(argv: list[str]) -> None:
     setup.seccomp, problem = syscalls.build_filter()
     if problem:
         setup.problems.append(problem)
-    control.send(json.dumps({"mode": setup.mode, "pid_namespace": setup.pid_namespace, "problems": setup.problems}).encode())
+    control.send(json.dumps({"mode": setup.mode, "pid_namespace": setup.pid_namespace, "problems": setup.problems,
+                             "preloaded": names, "preload_failed": failed}).encode())
     serve(control)
 
 
