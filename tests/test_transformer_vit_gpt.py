@@ -95,11 +95,13 @@ def test_offline_prelude_makes_word_tokenize_work_without_data(tmp_path: Path) -
         from nltk import word_tokenize
         print(word_tokenize("ROMEO:\\nAlas, JULIET! thou sought the ring; the ring is golden?"))
     """)
-    env = {**os.environ, "NLTK_DATA": str(tmp_path / "none"), "HOME": str(tmp_path)}
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "NLTK_DATA": str(tmp_path / "none"), "HOME": str(tmp_path), "TMPDIR": str(tmp_path / "tmp")}
     done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "['ROMEO', ':', 'Alas', ',', 'JULIET', '!', 'thou', 'sought', 'the', 'ring', ';', 'the', 'ring', 'is', " \
            "'golden', '?']" in done.stdout
+    assert list((tmp_path / "tmp").iterdir()) == []  # the empty model is removed at exit (a laptop's /tmp keeps nothing)
 
 
 # ----------------------------------------------------------------------------- data loaders of the notebook

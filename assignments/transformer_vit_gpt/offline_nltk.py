@@ -8,7 +8,9 @@
 # full stops (datagen.py), so it is tokenized exactly as with the real model. Where the real model is
 # installed (Colab after nltk.download), it is used unchanged.
 def _offline_punkt():
+    import atexit
     import os
+    import shutil
     import tempfile
 
     import nltk
@@ -19,6 +21,7 @@ def _offline_punkt():
     except LookupError:
         pass
     root = tempfile.mkdtemp(prefix="nltk_data_")
+    atexit.register(shutil.rmtree, root, True)  # four empty files; gone when Python exits
     model = os.path.join(root, "tokenizers", "punkt_tab", "english")
     os.makedirs(model)
     for name in ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab"):
