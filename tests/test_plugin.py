@@ -217,3 +217,27 @@ def test_a_run_time_use_in_scope_costs_its_part_only(pytester: pytest.Pytester) 
     assert tests["test_doubles"].score == 0 and "torch.sqrt" in tests["test_doubles"].output
     assert "no square roots in f" in tests["test_doubles"].output
     assert tests["test_g"].score == 1.0
+
+
+def test_a_training_result_keeps_its_curve_and_a_divergence_or_bad_shape_fails_clearly() -> None:
+    """The threshold tests' shared checks (dlgrade.harness.expect): the loss curve is recorded before any verdict, so the
+    report plots it also for a model that fails; NaN steps are left out of the plot; a diverged run and a malformed
+    result each fail with their own message; the measured value lands next to its threshold."""
+    from dlgrade.config import Threshold
+    from dlgrade.errors import Feedback
+    from dlgrade.harness import expect
+
+    record: dict[str, object] = {}
+    out = expect.training_result({"logits": 1, "train_losses": [2.0, float("nan"), 1.0], "log_every": 5}, ("logits",), record)
+    assert out["logits"] == 1 and record == {"train_losses": [2.0, 1.0], "log_every": 5}
+    with pytest.raises(Feedback, match=r"training diverged: the loss became NaN or infinite \(check the loss\)") as info:
+        expect.training_result({"logits": 1, "diverged": True, "train_losses": [3.0]}, ("logits",), record, "check the loss")
+    assert info.value.diagnosis == "training diverged" and record["train_losses"] == [3.0]
+    with pytest.raises(Feedback, match="malformed result"):
+        expect.training_result({"state_dict": {}}, ("logits",), {})
+    with pytest.raises(Feedback, match="malformed result"):
+        expect.training_result(None, ("logits",), {})
+    low = Threshold(name="ppl", recipe="r", metric="perplexity", direction="lower", threshold=5.0, steps=1, batch_size=1, lr=0.1,
+                    model_args={}, data_args={})
+    assert expect.reaches(low, 4.2, record) and not expect.reaches(low, 5.5, record)
+    assert (record["metric"], record["value"], record["threshold"], record["better"]) == ("perplexity", 5.5, 5.0, "lower")

@@ -7,12 +7,16 @@ value matches a known mistake (``diagnoses``), the message names that mistake.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dlgrade.errors import Feedback
+
+if TYPE_CHECKING:
+    from dlgrade.config import Threshold
 
 
 def _kind(x: Any) -> str:
@@ -127,6 +131,29 @@ def close_any(actual: Any, accepted: Sequence[torch.Tensor], what: str, atol: fl
                 and torch.allclose(actual.double(), want.detach().double(), atol=atol, rtol=rtol)):
             return actual
     return close(actual, accepted[0], what, atol=atol, rtol=rtol, diagnoses=diagnoses)
+
+
+def training_result(out: Any, keys: Sequence[str], record: dict[str, Any], diverged_hint: str = "") -> dict[str, Any]:
+    """What a training recipe returned, checked: a dict with ``keys``, not diverged.
+
+    The loss curve (``train_losses``, finite values, at most 1000, logged every ``log_every`` steps) goes into
+    ``record`` first, so that the report plots it also when the test then fails.
+    """
+    true(isinstance(out, dict) and all(k in out for k in keys), "the training recipe returned a malformed result")
+    losses = out.get("train_losses")
+    if isinstance(losses, list):
+        record["train_losses"] = [float(x) for x in losses[:1000] if isinstance(x, (int, float)) and math.isfinite(x)]
+        record["log_every"] = out.get("log_every", 1)
+    if out.get("diverged"):
+        fail("training diverged: the loss became NaN or infinite" + (f" ({diverged_hint})" if diverged_hint else ""),
+             "training diverged")
+    return dict(out)
+
+
+def reaches(threshold: Threshold, value: float, record: dict[str, Any]) -> bool:
+    """Record the measured metric next to its threshold (results, reports, calibration) and say whether it passes."""
+    record.update(metric=threshold.metric, value=value, threshold=threshold.threshold, better=threshold.direction)
+    return threshold.passes(value)
 
 
 def trained_too_poorly(summary: str, earlier: Sequence[Any], part: str | tuple[str, ...], hint: str, diagnosis: str) -> None:

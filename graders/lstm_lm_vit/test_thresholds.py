@@ -8,28 +8,10 @@ and thresholds are in assignment.toml, calibrated as CALIBRATION.md records.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import pytest
 
 from dlgrade.harness import expect
 from graders.lstm_lm_vit import thresholds
-
-
-def _training_result(out: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    expect.true(isinstance(out, dict) and all(k in out for k in keys), "the training recipe returned a malformed result")
-    if out.get("diverged"):
-        expect.fail("training diverged: the loss became NaN or infinite (check forward and loss for numerical problems)",
-                    "training diverged")
-    return dict(out)
-
-
-def _keep_curve(record: dict[str, Any], out: dict[str, Any]) -> None:
-    losses = out.get("train_losses")
-    if isinstance(losses, list):
-        record["train_losses"] = [float(x) for x in losses[:1000] if isinstance(x, (int, float)) and math.isfinite(x)]
-        record["log_every"] = out.get("log_every", 1)
 
 
 @pytest.mark.part("lstm")
@@ -43,11 +25,10 @@ def test_lm_reaches_perplexity(sub, ref, seed, record, config, earlier):
     """Training: your LSTM and loss reach the perplexity threshold on generated text"""
     b = config.thresholds["lm"]
     data = thresholds.lm_data(seed, tuple(sorted(b.data_args.items())))
-    out = _training_result(sub.run_recipe(b.recipe, train=data["train"], seed=seed, **b.recipe_kwargs()), ("state_dict",))
-    _keep_curve(record, out)
+    trained = sub.run_recipe(b.recipe, train=data["train"], seed=seed, **b.recipe_kwargs())
+    out = expect.training_result(trained, ("state_dict",), record, "check forward and loss for numerical problems")
     ppl = thresholds.lm_perplexity(ref.module("lstm_solution"), b.model_args, out["state_dict"], data["valid"])
-    record.update(metric=b.metric, value=ppl, threshold=b.threshold, better=b.direction)
-    if not b.passes(ppl):
+    if not expect.reaches(b, ppl, record):
         expect.trained_too_poorly(
             f"After {b.steps} training steps with your forward and loss, the validation perplexity is {ppl:.2f}; it must "
             f"be at most {b.threshold:.2f}.", earlier, "lstm",
@@ -66,12 +47,11 @@ def test_vit_reaches_accuracy(sub, seed, record, config, earlier):
     """Training: your Vision Transformer reaches the accuracy threshold on generated images"""
     b = config.thresholds["vit"]
     data = thresholds.vit_data(seed, tuple(sorted(b.data_args.items())))
-    out = _training_result(sub.run_recipe(b.recipe, train_images=data["train_images"], train_labels=data["train_labels"],
-                                          test_images=data["test_images"], seed=seed, **b.recipe_kwargs()), ("test_logits",))
-    _keep_curve(record, out)
+    trained = sub.run_recipe(b.recipe, train_images=data["train_images"], train_labels=data["train_labels"],
+                             test_images=data["test_images"], seed=seed, **b.recipe_kwargs())
+    out = expect.training_result(trained, ("test_logits",), record, "check forward and loss for numerical problems")
     acc = thresholds.accuracy(out["test_logits"], data["test_labels"], b.model_args["num_classes"])
-    record.update(metric=b.metric, value=acc, threshold=b.threshold, better=b.direction)
-    if not b.passes(acc):
+    if not expect.reaches(b, acc, record):
         expect.trained_too_poorly(
             f"After {b.steps} training steps your ViT classifies {acc:.1%} of the test images correctly; it must reach "
             f"{b.threshold:.1%}.", earlier, ("vit", "attention", "layernorm"),

@@ -7,23 +7,10 @@ as CALIBRATION.md records (`dlgrade calibrate scratch_rnn_seq2seq_vit`). The han
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import pytest
 
 from dlgrade.harness import expect
 from graders.scratch_rnn_seq2seq_vit import thresholds
-
-
-def trained(out: Any, key: str, record: dict[str, Any]) -> dict[str, Any]:
-    expect.true(isinstance(out, dict) and key in out, "the training recipe returned a malformed result")
-    losses = out.get("train_losses")
-    if isinstance(losses, list):
-        record["train_losses"] = [float(x) for x in losses[:1000] if isinstance(x, (int, float)) and math.isfinite(x)]
-    if out.get("diverged"):
-        expect.fail("training diverged: the loss became NaN or infinite", "training diverged")
-    return dict(out)
 
 
 @pytest.mark.part("rnn_training")
@@ -39,12 +26,12 @@ def test_rnn_reaches_accuracy(sub, seed, record, config, earlier):
     data = thresholds.rnn_data(seed, tuple(sorted(b.data_args.items())))
     kwargs = b.recipe_kwargs()
     kwargs["model_args"] = {"vocab_size": data["vocab_size"], **kwargs["model_args"]}
-    out = trained(sub.run_recipe(b.recipe, train_text=data["train_text"], train_lengths=data["train_lengths"],
-                                 train_labels=data["train_labels"], test_text=data["test_text"],
-                                 test_lengths=data["test_lengths"], seed=seed, **kwargs), "test_probs", record)
+    trained = sub.run_recipe(b.recipe, train_text=data["train_text"], train_lengths=data["train_lengths"],
+                             train_labels=data["train_labels"], test_text=data["test_text"],
+                             test_lengths=data["test_lengths"], seed=seed, **kwargs)
+    out = expect.training_result(trained, ("test_probs",), record)
     acc = thresholds.accuracy(out["test_probs"], data["test_labels"], int(b.model_args["num_class"]), "RNN")
-    record.update(metric=b.metric, value=acc, threshold=b.threshold, better=b.direction)
-    if not b.passes(acc):
+    if not expect.reaches(b, acc, record):
         expect.trained_too_poorly(
             f"after {b.steps} training steps your RNN classifies {acc:.1%} of the test snippets correctly; it must "
             f"reach {b.threshold:.1%}.", earlier, ("rnn_params", "rnn_forward"),
@@ -65,12 +52,12 @@ def test_seq2seq_reaches_perplexity(sub, seed, record, config, earlier):
     data = thresholds.seq2seq_data(seed, tuple(sorted(b.data_args.items())))
     kwargs = b.recipe_kwargs()
     kwargs["model_args"] = {"in_dim": data["in_dim"], "out_dim": data["out_dim"], **kwargs["model_args"]}
-    out = trained(sub.run_recipe(b.recipe, train_src=data["train_src"], train_trg=data["train_trg"],
-                                 valid_src=data["valid_src"], valid_trg=data["valid_trg"], pad_idx=data["pad_idx"],
-                                 seed=seed, **kwargs), "valid_log_probs", record)
+    trained = sub.run_recipe(b.recipe, train_src=data["train_src"], train_trg=data["train_trg"],
+                             valid_src=data["valid_src"], valid_trg=data["valid_trg"], pad_idx=data["pad_idx"],
+                             seed=seed, **kwargs)
+    out = expect.training_result(trained, ("valid_log_probs",), record)
     ppl = thresholds.perplexity(out["valid_log_probs"], data["valid_trg"], data["out_dim"], data["pad_idx"])
-    record.update(metric=b.metric, value=ppl, threshold=b.threshold, better=b.direction)
-    if not b.passes(ppl):
+    if not expect.reaches(b, ppl, record):
         expect.trained_too_poorly(
             f"after {b.steps} training steps your Seq2Seq model's validation perplexity is {ppl:.2f}; it must be at "
             f"most {b.threshold:.2f}.", earlier, ("seq2seq_modules", "seq2seq_forward"),
@@ -89,11 +76,11 @@ def test_vit_reaches_accuracy(sub, seed, record, config, earlier):
     """Training: your ViT reaches the accuracy threshold on generated images"""
     b = config.thresholds["vit"]
     data = thresholds.vit_data(seed, tuple(sorted(b.data_args.items())))
-    out = trained(sub.run_recipe(b.recipe, train_images=data["train_images"], train_labels=data["train_labels"],
-                                 test_images=data["test_images"], seed=seed, **b.recipe_kwargs()), "test_logits", record)
+    trained = sub.run_recipe(b.recipe, train_images=data["train_images"], train_labels=data["train_labels"],
+                             test_images=data["test_images"], seed=seed, **b.recipe_kwargs())
+    out = expect.training_result(trained, ("test_logits",), record)
     acc = thresholds.accuracy(out["test_logits"], data["test_labels"], int(b.model_args["num_classes"]), "ViT")
-    record.update(metric=b.metric, value=acc, threshold=b.threshold, better=b.direction)
-    if not b.passes(acc):
+    if not expect.reaches(b, acc, record):
         expect.trained_too_poorly(
             f"after {b.steps} training steps your ViT classifies {acc:.1%} of the test images correctly; it must reach "
             f"{b.threshold:.1%}.", earlier, ("patchify", "attention", "block", "vit"),

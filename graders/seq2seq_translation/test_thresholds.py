@@ -8,7 +8,6 @@ as CALIBRATION.md records.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
@@ -21,17 +20,9 @@ from graders.seq2seq_translation import thresholds
 def _train(sub, config, name: str, seed: int, record: dict[str, Any]) -> tuple[float, Threshold]:
     b = config.thresholds[name]
     d = thresholds.data(seed, tuple(sorted(b.data_args.items())))
-    out = sub.run_recipe(b.recipe, **thresholds.recipe_kwargs(b, d, seed))
-    expect.true(isinstance(out, dict) and "valid_scores" in out, "the training recipe returned a malformed result")
-    losses = out.get("train_losses")
-    if isinstance(losses, list):
-        record["train_losses"] = [float(x) for x in losses[:1000] if isinstance(x, (int, float)) and math.isfinite(x)]
-        record["log_every"] = out.get("log_every", 1)
-    if out.get("diverged"):
-        expect.fail("training diverged: the loss became NaN or infinite", "training diverged")
+    out = expect.training_result(sub.run_recipe(b.recipe, **thresholds.recipe_kwargs(b, d, seed)), ("valid_scores",), record)
     ppl = thresholds.perplexity(out["valid_scores"], d["valid_tgt"], log_probs=b.recipe == "train_seq2seq",
                                 skip_first=name == "full_transformer")
-    record.update(metric=b.metric, value=ppl, threshold=b.threshold, better=b.direction)
     return ppl, b
 
 
@@ -45,7 +36,7 @@ def _train(sub, config, name: str, seed: int, record: dict[str, Any]) -> tuple[f
 def test_seq2seq_reaches_perplexity(sub, seed, record, config, earlier):
     """Training: your LSTM Seq2Seq with attention reaches the perplexity threshold on the toy language"""
     ppl, b = _train(sub, config, "seq2seq", seed, record)
-    if not b.passes(ppl):
+    if not expect.reaches(b, ppl, record):
         expect.trained_too_poorly(
             f"After {b.steps} training steps your LSTM encoder/decoder with attention reaches a validation perplexity "
             f"of {ppl:.2f}; it must be at most {b.threshold:.2f}.", earlier, ("attention", "seq2seq"),
@@ -63,7 +54,7 @@ def test_seq2seq_reaches_perplexity(sub, seed, record, config, earlier):
 def test_transformer_reaches_perplexity(sub, seed, record, config, earlier):
     """Training: your encoder-only Transformer reaches the perplexity threshold on the toy language"""
     ppl, b = _train(sub, config, "transformer", seed, record)
-    if not b.passes(ppl):
+    if not expect.reaches(b, ppl, record):
         expect.trained_too_poorly(
             f"After {b.steps} training steps your TransformerTranslator reaches a validation perplexity of {ppl:.2f}; "
             f"it must be at most {b.threshold:.2f}.", earlier, "transformer",
@@ -81,7 +72,7 @@ def test_transformer_reaches_perplexity(sub, seed, record, config, earlier):
 def test_full_transformer_reaches_perplexity(sub, seed, record, config, earlier):
     """Training: your full Transformer's greedy translations reach the perplexity threshold"""
     ppl, b = _train(sub, config, "full_transformer", seed, record)
-    if not b.passes(ppl):
+    if not expect.reaches(b, ppl, record):
         expect.trained_too_poorly(
             f"After {b.steps} training steps the greedy translations of your FullTransformerTranslator "
             f"(generate_translation) reach a validation perplexity of {ppl:.2f}; it must be at most {b.threshold:.2f}.",

@@ -6,23 +6,10 @@ CALIBRATION.md records (`dlgrade calibrate transformer_vit_gpt`).
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import pytest
 
 from dlgrade.harness import expect
 from graders.transformer_vit_gpt import thresholds
-
-
-def trained(out: Any, key: str, record: dict[str, Any]) -> dict[str, Any]:
-    expect.true(isinstance(out, dict) and key in out, "the training recipe returned a malformed result")
-    losses = out.get("train_losses")
-    if isinstance(losses, list):
-        record["train_losses"] = [float(x) for x in losses[:1000] if isinstance(x, (int, float)) and math.isfinite(x)]
-    if out.get("diverged"):
-        expect.fail("training diverged: the loss became NaN or infinite", "training diverged")
-    return dict(out)
 
 
 @pytest.mark.part("vit_training")
@@ -36,11 +23,12 @@ def test_vit_reaches_accuracy(sub, seed, record, config):
     """Training: your Vision Transformer reaches the accuracy threshold on generated images"""
     b = config.thresholds["vit"]
     data = thresholds.vit_data(seed, tuple(sorted(b.data_args.items())))
-    out = trained(sub.run_recipe(b.recipe, train_images=data["train_images"], train_labels=data["train_labels"],
-                                 test_images=data["test_images"], seed=seed, **b.recipe_kwargs()), "test_logits", record)
+    trained = sub.run_recipe(b.recipe, train_images=data["train_images"], train_labels=data["train_labels"],
+                             test_images=data["test_images"], seed=seed, **b.recipe_kwargs())
+    out = expect.training_result(trained, ("test_logits",), record)
     acc = thresholds.accuracy(out["test_logits"], data["test_labels"], b.model_args["nout"])
-    record.update(metric=b.metric, value=acc, threshold=b.threshold, better=b.direction)
-    expect.true(b.passes(acc), f"after {b.steps} training steps your ViT classifies {acc:.1%} of the test images "
+    passed = expect.reaches(b, acc, record)
+    expect.true(passed, f"after {b.steps} training steps your ViT classifies {acc:.1%} of the test images "
                 f"correctly; it must reach {b.threshold:.1%}. The label is where a bright square is: check PatchEmbed "
                 "(stride = kernel = patch_size, patches in order) and that attention mixes the patches.",
                 "the ViT does not learn")
@@ -60,11 +48,12 @@ def test_gpt_reaches_perplexity(sub, seed, record, config):
     data = thresholds.gpt_data(seed, tuple(sorted(b.data_args.items())), max_n)
     kwargs = b.recipe_kwargs()
     kwargs["model_args"] = {**kwargs["model_args"], "vocab_size": data["vocab_size"]}
-    out = trained(sub.run_recipe(b.recipe, train_ids=data["train_ids"], train_mask=data["train_mask"],
-                                 valid_ids=data["valid_ids"], seed=seed, **kwargs), "valid_log_probs", record)
+    trained = sub.run_recipe(b.recipe, train_ids=data["train_ids"], train_mask=data["train_mask"],
+                             valid_ids=data["valid_ids"], seed=seed, **kwargs)
+    out = expect.training_result(trained, ("valid_log_probs",), record)
     ppl = thresholds.perplexity(out["valid_log_probs"], data["valid_ids"], data["valid_mask"], data["vocab_size"])
-    record.update(metric=b.metric, value=ppl, threshold=b.threshold, better=b.direction)
-    expect.true(b.passes(ppl), f"after {b.steps} training steps your DialogueGPT's validation perplexity, each token "
+    passed = expect.reaches(b, ppl, record)
+    expect.true(passed, f"after {b.steps} training steps your DialogueGPT's validation perplexity, each token "
                 f"predicted from the tokens before it, is {ppl:.2f}; it must be at most {b.threshold:.2f}. A model that "
                 "sees later tokens while training (no causal mask) learns to copy them and fails here.",
                 "the GPT does not learn to predict the next token")
