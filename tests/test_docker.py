@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from textwrap import dedent
 
 import pytest
 from conftest import ROOT, check_gradescope, docker_containers, grade_cli, require_docker, run_dlgrade, write_files
@@ -206,6 +207,36 @@ REPORT = json.dumps({"uid": os.getuid(), "found": found, "net": attempt("net", c
 def report():
     return REPORT
 '''
+
+
+@pytest.mark.docker
+def test_a_warm_container_has_imported_the_preload_and_the_submission_s_own_file_still_wins(engine: None) -> None:
+    """[worker] preload in docker: the container imports the modules while it waits (as the process sandbox's zygote
+    does once), the variable that carried them is gone before student code runs, and a submitted colorsys.py is what
+    the student's ``import colorsys`` gets."""
+    from dlgrade.sandbox import get_backend
+
+    code = dedent("""
+        import os
+        import sys
+
+        def probe():
+            before = ["colorsys" in sys.modules, "wave" in sys.modules, "DLGRADE_PRELOAD" in os.environ]
+            import colorsys
+            return before + [getattr(colorsys, "OWN", False)]
+        """)
+    backend = get_backend("docker", preload=("colorsys", "wave"))
+    try:
+        worker = backend.start(WorkerSpec(files={"probe.py": code.encode(), "colorsys.py": b"OWN = True\n"}, modules=("probe",)))
+        try:
+            reply = worker.request({"op": "call", "target": "probe.probe", "args": [], "kwargs": {}}, 60)
+        finally:
+            worker.close()
+    finally:
+        backend.shutdown()
+    assert reply.get("ok"), reply
+    assert reply["value"] == [False, True, False, True]
+    assert _config()["environment"].get("DLGRADE_PRELOAD") is None  # no preload, no variable
 
 
 @pytest.mark.docker

@@ -59,8 +59,9 @@ def get_backend(name: str, preload: tuple[str, ...] = (), **options: Any) -> Bac
     """A backend by name. ``options`` configure the docker backend (see ``DockerOptions``:
     image, gpus, cpus, pids, warm) and, with ``allow_unisolated``, let the process backend grade where it
     cannot isolate (not root and no user namespaces); the other options are ignored where they do not apply.
-    ``preload``: installed modules the process backend's zygote imports once for all its workers (an assignment's
-    ``[worker] preload``); a container imports what its one worker needs anyway, and in-process they stay loaded."""
+    ``preload``: installed modules imported before any student code (an assignment's ``[worker] preload``): once
+    by the process backend's zygote for all its workers, by each container while it waits warm; in-process they
+    stay loaded after the first submission anyway."""
     if name == "process":
         from dlgrade.sandbox.process import ProcessBackend
         backend = ProcessBackend(allow_unisolated=options.get("allow_unisolated"), preload=preload)
@@ -71,5 +72,6 @@ def get_backend(name: str, preload: tuple[str, ...] = (), **options: Any) -> Bac
         return InProcessBackend()
     if name == "docker":
         from dlgrade.sandbox.docker import DockerBackend, DockerOptions
-        return DockerBackend(DockerOptions(**{k: v for k, v in options.items() if v is not None and k != "allow_unisolated"}))
+        return DockerBackend(DockerOptions(preload=tuple(preload),
+                                           **{k: v for k, v in options.items() if v is not None and k != "allow_unisolated"}))
     raise ValueError(f"unknown sandbox {name!r} (choose process, docker or inprocess)")

@@ -89,6 +89,7 @@ class DockerOptions:
     pids: int | None = None            # process limit (default: the spec's processes)
     tmp_mb: int = 256
     warm: bool = True                  # keep one container started ahead
+    preload: tuple[str, ...] = ()      # the assignment's [worker] preload, imported while the container waits warm
 
     @property
     def image_name(self) -> str:
@@ -124,6 +125,8 @@ def container_config(spec: WorkerSpec, opts: DockerOptions, submission_dir: str,
     lifetime = max(600, spec.cpu_seconds + 300)
     env = {"OMP_NUM_THREADS": str(spec.threads), "MKL_NUM_THREADS": str(spec.threads), "HOME": "/tmp",
            "PYTHONPATH": WORKER_CODE_MOUNT, "PYTHONDONTWRITEBYTECODE": "1", "MALLOC_ARENA_MAX": "2"}
+    if opts.preload:
+        env["DLGRADE_PRELOAD"] = ",".join(opts.preload)
     return {
         "image": opts.image_name,
         "entrypoint": ["timeout", "-s", "KILL", f"{lifetime}s", "python", "-m", "dlgrade.worker.main"],

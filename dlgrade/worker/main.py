@@ -71,11 +71,16 @@ def _unshadow(sub: str) -> None:
 
 def main() -> None:
     # A container's one worker: the container isolates it, and the seccomp filter is added all the same (no ptrace of
-    # the container's init, no namespaces, no socket but AF_UNIX); built now, while the container waits warm.
-    from dlgrade.worker import syscalls
+    # the container's init, no namespaces, no socket but AF_UNIX); built now, while the container waits warm. So is
+    # what a zygote does once for its forks: the assignment's preload (DLGRADE_PRELOAD) and torch's lazy
+    # initialisation (seconds of a submission's first calls otherwise), before any student code has arrived.
+    from dlgrade.worker import syscalls, zygote
 
     seccomp, problem = syscalls.build_filter()
-    confine.SETUP = confine.Setup(seccomp=seccomp, problems=[problem] if problem else [])
+    names = [n for n in os.environ.pop("DLGRADE_PRELOAD", "").split(",") if n]
+    preloaded, _ = zygote.preload(names)
+    zygote.warm_up()
+    confine.SETUP = confine.Setup(seccomp=seccomp, problems=[problem] if problem else [], preloaded=preloaded)
     # stdin/stdout become the channel; student prints go to stderr.
     sock = socket.socket(fileno=os.dup(0)) if _is_socket(0) else _stdio_socket()
     run(sock)

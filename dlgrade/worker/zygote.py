@@ -109,7 +109,7 @@ def _wait(pid: int, timeout: float) -> int | None:
         time.sleep(0.005)
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Run the common kernels once, single-threaded, so that every forked worker starts warm.
 
     First calls pay for lazy initialisation (dispatcher tables, autograd, optimiser code); done
@@ -314,7 +314,7 @@ def main(argv: list[str]) -> None:
 
     names = [n for a in argv if a.startswith("--preload=") for n in a.split("=", 1)[1].split(",") if n]
     setup.preloaded, failed = preload(names)
-    _warm_up()
+    warm_up()
     from dlgrade.worker import view
 
     setup.plan = view.plan()  # the view where namespaces work, Landlock's allow-list where they do not
