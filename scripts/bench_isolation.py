@@ -1,6 +1,6 @@
 """What the process sandbox's isolation costs per submission (numbers, not a test; docs/security.md quotes them).
 
-usage: python scripts/bench_isolation.py [--assignment lstm_lm_vit] [--repeat 12] [--out FILE]
+usage: python scripts/bench_isolation.py [--assignment lstm_lm_vit] [--repeat 12] [--docker] [--out FILE]
 
 Three configurations, measured in this one process and interleaved round by round (so that a change of load on a
 shared machine hits them alike):
@@ -14,6 +14,11 @@ shared machine hits them alike):
                 view and the PID namespace (plus Landlock, a few system calls)
   no-preload    process, without the assignment's [worker] preload (only for assignments that have one): each
                 worker imports those modules itself, as every worker did before preload existed
+  docker        with --docker: one container per submission from the warm pool of one. Each docker measurement
+                starts after --docker-pause seconds (default 8), which a real batch gives the next container
+                while it grades the current submission: the container has started, imported torch and the
+                preload and run torch's lazy initialisation. Back to back (--docker-pause 0) every use but the
+                first waits for a container that has only just been started
 
 Two measurements each, median seconds over the rounds:
 
@@ -47,6 +52,9 @@ def _backend(config: str, preload: tuple[str, ...]) -> Any:
 
     if config == "inprocess":
         return InProcessBackend()
+    if config == "docker":
+        from dlgrade.sandbox import get_backend
+        return get_backend("docker", preload=preload)
     return ProcessBackend(namespaces=config != "process-nons", preload=() if config == "no-preload" else preload)
 
 
@@ -65,6 +73,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--assignment", default="lstm_lm_vit")
     ap.add_argument("--repeat", type=int, default=12, help="rounds (each measures every configuration once; default 12)")
+    ap.add_argument("--docker", action="store_true", help="measure the docker sandbox too (needs the engine and the image)")
+    ap.add_argument("--docker-pause", type=float, default=8.0,
+                    help="seconds before each docker measurement, for the warm container to get ready (default 8)")
     ap.add_argument("--out", help="write the numbers as JSON here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -80,7 +91,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dlgrade-bench-isolation-"))
     folder = materialise(blank, work / "class" / "blank")
     spec = _spec(cfg, blank, work / "out", "cpu")
-    configs = CONFIGS + (("no-preload",) if cfg.preload else ())
+    configs = CONFIGS + (("no-preload",) if cfg.preload else ()) + (("docker",) if args.docker else ())
     backends = {c: _backend(c, cfg.preload) for c in configs}
     times: dict[str, dict[str, list[float]]] = {c: {"worker": [], "submission": []} for c in configs}
     load = [os.getloadavg()[0]]
@@ -91,7 +102,10 @@ def main() -> None:
         for i in range(args.repeat):
             for config in configs if i % 2 == 0 else reversed(configs):
                 backend = backends[config]
+                pause = args.docker_pause if config == "docker" else 0.0
+                time.sleep(pause)
                 times[config]["worker"].append(worker_life(backend, spec, cfg.modules[0]))
+                time.sleep(pause)
                 started = time.perf_counter()
                 result = grade_one(cfg, backend, folder, 1, work / "out" / config)
                 times[config]["submission"].append(time.perf_counter() - started)
@@ -102,7 +116,8 @@ def main() -> None:
             backend.shutdown()
     medians = {c: {k: statistics.median(v) for k, v in m.items()} for c, m in times.items()}
     floor = medians["inprocess"]
-    print(f"{args.assignment}: {args.repeat} rounds, load average {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs")
+    print(f"{args.assignment}: {args.repeat} rounds, load average {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs"
+          + (f", docker measured {args.docker_pause:g} s after its previous use" if args.docker else ""))
     print(f"{'configuration':<14} {'worker life (s)':>16} {'overhead':>9} {'submission (s)':>15} {'overhead':>9}")
     for config in configs:
         m = medians[config]
@@ -116,7 +131,7 @@ def main() -> None:
         print(f"the zygote's preload of {', '.join(cfg.preload)} (process vs no-preload): "
               f"{full['worker'] - none['worker']:+.3f} s per worker, {full['submission'] - none['submission']:+.3f} s per submission")
     if args.out:
-        Path(args.out).write_text(json.dumps({"assignment": args.assignment, "repeat": args.repeat, "preload": list(cfg.preload), "load": load,
+        Path(args.out).write_text(json.dumps({"assignment": args.assignment, "repeat": args.repeat, "preload": list(cfg.preload), "docker_pause": args.docker_pause if args.docker else None, "load": load,
                                               "cpus": os.cpu_count(), "medians": medians, "times": times}, indent=1))
 
 
