@@ -131,7 +131,8 @@ def main() -> None:
         print(f"the zygote's preload of {', '.join(cfg.preload)} (process vs no-preload): "
               f"{full['worker'] - none['worker']:+.3f} s per worker, {full['submission'] - none['submission']:+.3f} s per submission")
     if args.out:
-        Path(args.out).write_text(json.dumps({"assignment": args.assignment, "repeat": args.repeat, "preload": list(cfg.preload), "docker_pause": args.docker_pause if args.docker else None, "load": load,
+        Path(args.out).write_text(json.dumps({"assignment": args.assignment, "repeat": args.repeat, "preload": list(cfg.preload),
+                                              "docker_pause": args.docker_pause if args.docker else None, "load": load,
                                               "cpus": os.cpu_count(), "medians": medians, "times": times}, indent=1))
 
 
