@@ -14,7 +14,8 @@ Tables of ``assignment.toml`` read here:
   functions in them (see :class:`Rule`);
 - ``[thresholds.<name>]``: threshold tests (see :class:`Threshold`);
 - ``[[claims]]``: a metric a notebook's saved output must show, with its training log (see :class:`Claim`);
-- ``[worker] preload``: installed modules the process sandbox's zygote imports once, so that each worker starts with them
+- ``[worker] preload``: installed modules imported before any student code (once by the process sandbox's zygote, by
+  each docker container while it waits), so that each worker starts with them
   (``matplotlib.pyplot``, ``nltk``: a second or more each in a fresh interpreter); only a speed-up, never a
   requirement: a submission that does not import them behaves the same, and its own file of the same name wins.
 Other tables (``[gradescope]``, ``[slurm]``, ``[notebooks]`` ...) belong to the stage that reads them, through ``raw``.

@@ -221,9 +221,9 @@ def _complete(out_dir: Path) -> bool:
 _POOL_BACKEND: Backend | None = None
 
 
-def _pool_init(opts: GradeOptions, preload: tuple[str, ...]) -> None:
+def _pool_init(opts: GradeOptions, cfg: AssignmentConfig) -> None:
     global _POOL_BACKEND
-    _POOL_BACKEND = backend = get_backend(opts.sandbox, preload=preload, **dict(opts.backend_options))
+    _POOL_BACKEND = backend = opts.backend(cfg)
     # containers (docker) and the zygote go when this pool process ends
     multiprocessing.util.Finalize(None, backend.shutdown, exitpriority=10)
 
@@ -237,7 +237,7 @@ def _pool_grade(cfg: AssignmentConfig, path: Path, seed: int, out_root: Path, de
 def _grade_pool(cfg: AssignmentConfig, todo: list[Path], seed: int, out_root: Path, opts: GradeOptions,
                 report: Callable[[str, float, float], None]) -> None:
     ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts, cfg.preload))
+    pool = cf.ProcessPoolExecutor(opts.jobs, mp_context=ctx, initializer=_pool_init, initargs=(opts, cfg))
     try:
         # The pool's processes start while submitting; they inherit a blocked SIGINT, so Ctrl-C never reaches them
         # (not even while they import torch): this process handles it and stops them. A Ctrl-C meanwhile is delivered here

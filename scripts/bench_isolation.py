@@ -2,8 +2,8 @@
 
 usage: python scripts/bench_isolation.py [--assignment lstm_lm_vit] [--repeat 12] [--docker] [--out FILE]
 
-Three configurations, measured in this one process and interleaved round by round (so that a change of load on a
-shared machine hits them alike):
+Three configurations (five with an assignment's preload and --docker), measured in this one process and
+interleaved round by round (so that a change of load on a shared machine hits them alike):
 
   inprocess     no sandbox at all: the floor
   process       full isolation, as `dlgrade grade` runs it as root: mount, network, IPC and UTS namespaces, the

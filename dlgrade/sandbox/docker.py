@@ -304,10 +304,10 @@ class _Container:
         except Exception:
             return []
         inside = {pid: _ns_pid(pid) for pid in pids}
-        init: set[int] = {pid for pid, ns in inside.items() if ns == 1}
+        init: set[int | None] = {pid for pid, ns in inside.items() if ns == 1}
         worker = next((pid for pid, ns in inside.items() if isinstance(worker_pid, int) and ns == worker_pid), None)
         if worker is not None:
-            keep: set[int] = {worker, *([] if (parent := _ppid(worker)) is None else [parent])} | init
+            keep = {worker, _ppid(worker)} | init
         else:  # the worker is gone (it crashed, or was killed): the init and `timeout` stay, the rest is the submission's
             keep = init | {pid for pid in pids if _ppid(pid) in init and _comm(pid) == "timeout"}
         return [(pid, _comm(pid)) for pid in pids if pid not in keep and inside[pid] is not None]
